@@ -1,0 +1,36 @@
+//! Library errors: each one reads as a one-line message saying what is wrong and what to do.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum GimError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Load(String),
+    #[error("{0}")]
+    Input(String),
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+pub type Result<T> = std::result::Result<T, GimError>;
+
+impl GimError {
+    /// An error about something the user gave (prompt, flag value, id).
+    pub fn input(msg: impl Into<String>) -> Self {
+        GimError::Input(msg.into())
+    }
+}
+
+/// Shorthand for `Err(GimError::Input(..))`.
+#[macro_export]
+macro_rules! bail_input {
+    ($($arg:tt)*) => { return Err($crate::error::GimError::Input(format!($($arg)*))) };
+}

@@ -1,0 +1,11 @@
+//! gim: GIM attributions and circuit hunting on Hugging Face causal language models.
+//!
+//! See ARCHITECTURE.md for the code map.
+
+pub mod error;
+pub mod loader;
+pub mod model;
+pub mod tokenizer;
+
+pub use error::{GimError, Result};
+pub use loader::{load, LoadOpts, LoadedModel};

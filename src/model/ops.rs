@@ -1,0 +1,233 @@
+//! Custom autograd ops: identity forwards with modified backwards.
+//!
+//! candle's fused ops (softmax_last_dim, rms_norm, rope) record no backward, and a
+//! "straight-through" `a + (b - b.detach())` gives NaN under masks (see shared/CANDLE.md).
+//! So every GIM rule is an op whose forward *copies* a value computed by ordinary tensor ops
+//! (bit-identical forward with and without rules) and whose backward is ours. The copy uses
+//! `BackendStorage::affine(.., 1, 0)`, which every backend implements, so the ops run on any
+//! candle device.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+
+/// A place where a backward pass leaves the gradient that reached a tensor.
+pub type GradSlot = Arc<Mutex<Option<Tensor>>>;
+
+/// Identity forward; backward multiplies the gradient by `scale` and, if a slot is given,
+/// records the gradient that arrived (before scaling).
+struct IdentityGrad {
+    scale: f64,
+    slot: Option<GradSlot>,
+}
+
+impl CustomOp1 for IdentityGrad {
+    fn name(&self) -> &'static str {
+        "gim-identity-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        Ok((s.affine(l, 1.0, 0.0)?, l.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Ok((s.affine(l, 1.0, 0.0)?, l.shape().clone()))
+    }
+
+    #[cfg(feature = "metal")]
+    fn metal_fwd(
+        &self,
+        s: &candle_core::MetalStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::MetalStorage, Shape)> {
+        Ok((s.affine(l, 1.0, 0.0)?, l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if let Some(slot) = &self.slot {
+            if let Ok(mut g) = slot.lock() {
+                *g = Some(match g.take() {
+                    Some(prev) => (prev + grad)?,
+                    None => grad.clone(),
+                });
+            }
+        }
+        if self.scale == 1.0 {
+            Ok(Some(grad.clone()))
+        } else {
+            Ok(Some(grad.affine(self.scale, 0.0)?))
+        }
+    }
+}
+
+/// Identity forward, gradient multiplied by `scale` (the Q/K/V and gate/up rules).
+pub fn scale_grad(x: &Tensor, scale: f64) -> Result<Tensor> {
+    if scale == 1.0 {
+        return Ok(x.clone());
+    }
+    x.apply_op1(IdentityGrad { scale, slot: None })
+}
+
+/// Identity forward; the gradient reaching `x` is stored in the returned slot during backward.
+pub fn grad_tap(x: &Tensor) -> Result<(Tensor, GradSlot)> {
+    let slot: GradSlot = Arc::new(Mutex::new(None));
+    let y = x.apply_op1(IdentityGrad {
+        scale: 1.0,
+        slot: Some(slot.clone()),
+    })?;
+    Ok((y, slot))
+}
+
+/// Backward rules attached to a value computed outside the graph.
+enum Attached {
+    /// `res = softmax(x)`; backward `s_T * (g - sum(g * s_T))`, `s_T = softmax(x / T)`.
+    TemperedSoftmax { temperature: f64 },
+    /// `res = x @ wᵀ (+ b)` with a constant weight: backward only `g @ w`, no weight gradient.
+    ConstLinear { weight: Tensor },
+}
+
+struct Attach(Attached);
+
+impl CustomOp2 for Attach {
+    fn name(&self) -> &'static str {
+        "gim-attach"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _s1: &CpuStorage,
+        _l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Ok((s2.affine(l2, 1.0, 0.0)?, l2.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _s1: &candle_core::CudaStorage,
+        _l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Ok((s2.affine(l2, 1.0, 0.0)?, l2.shape().clone()))
+    }
+
+    #[cfg(feature = "metal")]
+    fn metal_fwd(
+        &self,
+        _s1: &candle_core::MetalStorage,
+        _l1: &Layout,
+        s2: &candle_core::MetalStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::MetalStorage, Shape)> {
+        Ok((s2.affine(l2, 1.0, 0.0)?, l2.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _value: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        match &self.0 {
+            Attached::TemperedSoftmax { temperature } => {
+                let dtype = grad.dtype();
+                let g = grad.to_dtype(DType::F32.max_precision(dtype))?;
+                let s = if *temperature == 1.0 {
+                    res.to_dtype(g.dtype())?
+                } else {
+                    softmax_last_dim(&x.to_dtype(g.dtype())?.affine(1.0 / temperature, 0.0)?)?
+                };
+                let dot = (&g * &s)?.sum_keepdim(D::Minus1)?;
+                let gx = (s * g.broadcast_sub(&dot)?)?;
+                Ok((Some(gx.to_dtype(dtype)?), None))
+            }
+            Attached::ConstLinear { weight } => {
+                let (rows, out) = grad_rows(grad)?;
+                let gx = grad.reshape((rows, out))?.matmul(weight)?;
+                let mut dims = grad.dims().to_vec();
+                let last = dims.len() - 1;
+                dims[last] = weight.dim(1)?;
+                Ok((Some(gx.reshape(dims)?), None))
+            }
+        }
+    }
+}
+
+fn grad_rows(t: &Tensor) -> Result<(usize, usize)> {
+    let out = t.dim(D::Minus1)?;
+    Ok((t.elem_count() / out.max(1), out))
+}
+
+trait MaxPrecision {
+    fn max_precision(self, other: DType) -> DType;
+}
+
+impl MaxPrecision for DType {
+    /// f32 unless the other dtype is f64 (f64 test models keep full precision).
+    fn max_precision(self, other: DType) -> DType {
+        if other == DType::F64 {
+            DType::F64
+        } else {
+            self
+        }
+    }
+}
+
+/// Softmax over the last dimension from differentiable primitives.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?;
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let sum = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&sum)
+}
+
+/// Attention softmax (computed in f32, or f64 for f64 inputs) whose backward uses temperature `t`.
+/// `t == 1` gives the ordinary softmax gradient; the forward never depends on `t`.
+pub fn tempered_softmax(x: &Tensor, temperature: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let xf = x.to_dtype(DType::F32.max_precision(dtype))?;
+    let s = softmax_last_dim(&xf.detach())?;
+    let y = xf.apply_op2(&s, Attach(Attached::TemperedSoftmax { temperature }))?;
+    y.to_dtype(dtype)
+}
+
+/// `x @ wᵀ + b` (w: `[out, in]`). With a constant (non-`Var`) weight the backward computes only
+/// the input gradient; with a trainable weight it falls back to ordinary autograd.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let inp = dims[dims.len() - 1];
+    let rows = x.elem_count() / inp.max(1);
+    let out = w.dim(0)?;
+    let mut out_dims = dims.clone();
+    let last = out_dims.len() - 1;
+    out_dims[last] = out;
+    let trainable = w.track_op() || b.map(|b| b.track_op()).unwrap_or(false);
+    let compute = |x2: &Tensor| -> Result<Tensor> {
+        let y = x2.matmul(&w.t()?)?;
+        match b {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    };
+    let x2 = x.reshape((rows, inp))?;
+    let y = if trainable || !x.track_op() {
+        compute(&x2)?
+    } else {
+        let value = compute(&x2.detach())?;
+        x2.apply_op2(
+            &value,
+            Attach(Attached::ConstLinear { weight: w.clone() }),
+        )?
+    };
+    y.reshape(out_dims)
+}

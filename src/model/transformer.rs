@@ -1,0 +1,568 @@
+//! The one hooked decoder-only transformer, driven by [`ModelConfig`].
+//!
+//! Built only from differentiable candle primitives plus the custom ops of `ops.rs`, so the
+//! same forward serves inference, GIM attribution (embedding `Var` as input) and training
+//! (weights as `Var`s).
+
+use candle_core::{DType, Device, Tensor, D};
+
+use super::config::{Activation, ModelConfig, NormKind, Positional};
+use super::hooks::{Hook, HookPoint};
+use super::ops::{linear, scale_grad, tempered_softmax};
+use super::rules::GimRules;
+use super::weights::{BlockW, LinearW, NormW, Weights};
+use crate::error::{GimError, Result};
+
+/// Which positions reach the final norm and unembedding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Positions {
+    All,
+    Last,
+    /// the same positions for every batch row
+    At(Vec<usize>),
+}
+
+/// Options of one forward pass.
+pub struct ForwardOpts<'a> {
+    pub rules: GimRules,
+    pub hooks: Option<&'a mut dyn Hook>,
+    /// Which positions are returned.
+    pub positions: Positions,
+    /// Feed each head's q/k/v from its own copy of the residual stream (`hook_q_input` etc.), so
+    /// gradients and patches can address one head's input (edge attribution).
+    pub split_qkv_input: bool,
+    /// `[b, s]` 1 = token, 0 = padding (left padding); `None` = no padding.
+    pub attention_mask: Option<Vec<Vec<u8>>>,
+}
+
+impl Default for ForwardOpts<'_> {
+    fn default() -> Self {
+        ForwardOpts {
+            rules: GimRules::off(),
+            hooks: None,
+            positions: Positions::All,
+            split_qkv_input: false,
+            attention_mask: None,
+        }
+    }
+}
+
+/// A loaded model: canonical config and weights on one device.
+pub struct Transformer {
+    pub cfg: ModelConfig,
+    pub w: Weights,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+struct Ctx<'a, 'h> {
+    cfg: &'a ModelConfig,
+    rules: GimRules,
+    hooks: Option<&'a mut (dyn Hook + 'h)>,
+    split: bool,
+}
+
+impl Ctx<'_, '_> {
+    fn hook(&mut self, p: HookPoint, x: Tensor) -> Result<Tensor> {
+        match self.hooks.as_deref_mut() {
+            Some(h) if h.wants(p) => h.apply(p, x),
+            _ => Ok(x),
+        }
+    }
+}
+
+impl Transformer {
+    pub fn new(cfg: ModelConfig, w: Weights, device: Device, dtype: DType) -> Self {
+        Transformer {
+            cfg,
+            w,
+            device,
+            dtype,
+        }
+    }
+
+    /// Token embeddings `[b, s, d]` (unscaled table rows) for ids `[b][s]`.
+    pub fn embed_ids(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
+        let b = ids.len();
+        let s = ids.first().map(|r| r.len()).unwrap_or(0);
+        if ids.iter().any(|r| r.len() != s) {
+            return Err(GimError::input("all rows of a batch must have the same length"));
+        }
+        for &id in ids.iter().flatten() {
+            if id as usize >= self.cfg.vocab_size {
+                return Err(GimError::input(format!(
+                    "token id {id} is outside the vocabulary (size {})",
+                    self.cfg.vocab_size
+                )));
+            }
+        }
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let t = Tensor::from_vec(flat, b * s, &self.device)?;
+        Ok(self.w.embed.index_select(&t, 0)?.reshape((b, s, self.cfg.d_model))?)
+    }
+
+    /// Forward from token embeddings `[b, s, d]` to the final-norm hidden state at the
+    /// selected positions, `[b, n_pos, d]`.
+    pub fn forward_hidden(&self, tok_embeds: &Tensor, opts: &mut ForwardOpts) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, s, d) = tok_embeds.dims3()?;
+        if d != cfg.d_model {
+            return Err(GimError::input(format!("embedding width {d} != d_model {}", cfg.d_model)));
+        }
+        if s == 0 {
+            return Err(GimError::input("the prompt is empty: give at least one token"));
+        }
+        if s > cfg.n_ctx {
+            return Err(GimError::input(format!(
+                "the prompt has {s} tokens but the model's context is {} tokens; shorten it",
+                cfg.n_ctx
+            )));
+        }
+        opts.rules.validate()?;
+        let positions = position_ids(b, s, opts.attention_mask.as_deref())?;
+        let mut cx = Ctx {
+            cfg,
+            rules: opts.rules,
+            hooks: opts.hooks.as_deref_mut(),
+            split: opts.split_qkv_input,
+        };
+        let mut x = match cfg.embed_scale {
+            Some(sc) => {
+                let sc = Tensor::new(sc as f32, &self.device)?.to_dtype(tok_embeds.dtype())?;
+                tok_embeds.broadcast_mul(&sc)?
+            }
+            None => tok_embeds.clone(),
+        };
+        x = cx.hook(HookPoint::Embed, x)?;
+        let rope = match &cfg.positional {
+            Positional::Learned => {
+                let pe = self.w.pos_embed.as_ref().ok_or_else(|| {
+                    GimError::Load("model has learned positions but no position embedding".into())
+                })?;
+                let flat: Vec<u32> = positions.iter().flatten().map(|&p| p as u32).collect();
+                let idx = Tensor::from_vec(flat, b * s, &self.device)?;
+                let pos = pe.index_select(&idx, 0)?.reshape((b, s, d))?;
+                let pos = cx.hook(HookPoint::PosEmbed, pos)?;
+                x = (x + pos)?;
+                None
+            }
+            Positional::Rotary {
+                rotary_dim,
+                inv_freq,
+            } => Some(Rope::new(&positions, inv_freq, *rotary_dim, x.dtype(), &self.device)?),
+        };
+        let masks = Masks::new(cfg, &positions, opts.attention_mask.as_deref(), &self.device)?;
+        for (l, blk) in self.w.blocks.iter().enumerate() {
+            x = block(&mut cx, l, blk, x, rope.as_ref(), masks.for_layer(l))?;
+        }
+        let x = match &opts.positions {
+            Positions::All => x,
+            Positions::Last => x.narrow(1, s - 1, 1)?,
+            Positions::At(ps) => {
+                if let Some(&p) = ps.iter().find(|&&p| p >= s) {
+                    return Err(GimError::input(format!(
+                        "position {p} is out of range for a prompt of {s} tokens"
+                    )));
+                }
+                let idx = Tensor::from_vec(ps.iter().map(|&p| p as u32).collect::<Vec<_>>(), ps.len(), &self.device)?;
+                x.index_select(&idx, 1)?
+            }
+        };
+        let h = norm(cfg, &self.w.ln_final, &x, cx.rules.freeze_norm)?;
+        cx.hook(HookPoint::LnFinal, h)
+    }
+
+    /// Logits for final hidden states `[b, n, d]` → `[b, n, vocab]` (with final soft-capping).
+    pub fn unembed(&self, h: &Tensor) -> Result<Tensor> {
+        self.softcap_final(linear(h, &self.w.unembed, None)?)
+    }
+
+    /// Logits of chosen vocabulary rows only: `[b, n, ids.len()]`.
+    pub fn unembed_rows(&self, h: &Tensor, ids: &[u32]) -> Result<Tensor> {
+        for &id in ids {
+            if id as usize >= self.cfg.vocab_size {
+                return Err(GimError::input(format!(
+                    "token id {id} is outside the vocabulary (size {})",
+                    self.cfg.vocab_size
+                )));
+            }
+        }
+        let idx = Tensor::from_vec(ids.to_vec(), ids.len(), &self.device)?;
+        let w = self.w.unembed.index_select(&idx, 0)?;
+        self.softcap_final(linear(h, &w, None)?)
+    }
+
+    fn softcap_final(&self, logits: Tensor) -> Result<Tensor> {
+        match self.cfg.final_softcap {
+            Some(c) => Ok(((logits / c)?.tanh()? * c)?),
+            None => Ok(logits),
+        }
+    }
+
+    /// Convenience: logits `[b, n, vocab]` for ids with the given positions, no hooks.
+    pub fn logits(&self, ids: &[Vec<u32>], positions: Positions) -> Result<Tensor> {
+        let e = self.embed_ids(ids)?;
+        let mut opts = ForwardOpts {
+            positions,
+            ..Default::default()
+        };
+        let h = self.forward_hidden(&e, &mut opts)?;
+        self.unembed(&h)
+    }
+}
+
+/// Position ids per row; with left padding, real tokens count from 0.
+fn position_ids(b: usize, s: usize, mask: Option<&[Vec<u8>]>) -> Result<Vec<Vec<usize>>> {
+    match mask {
+        None => Ok(vec![(0..s).collect(); b]),
+        Some(m) => {
+            if m.len() != b || m.iter().any(|r| r.len() != s) {
+                return Err(GimError::input("attention mask shape does not match the batch"));
+            }
+            Ok(m.iter()
+                .map(|row| {
+                    let mut p = 0usize;
+                    row.iter()
+                        .map(|&v| {
+                            let here = p;
+                            if v != 0 {
+                                p += 1;
+                            }
+                            here
+                        })
+                        .collect()
+                })
+                .collect())
+        }
+    }
+}
+
+/// Boolean masks `[b, 1, s, s]` (1 = may attend), one per distinct window size.
+struct Masks {
+    full: Tensor,
+    windowed: Vec<(usize, Tensor)>,
+    per_layer: Vec<Option<usize>>,
+}
+
+impl Masks {
+    fn new(
+        cfg: &ModelConfig,
+        positions: &[Vec<usize>],
+        pad: Option<&[Vec<u8>]>,
+        dev: &Device,
+    ) -> Result<Self> {
+        let b = positions.len();
+        let s = positions.first().map(|r| r.len()).unwrap_or(0);
+        let build = |window: Option<usize>| -> Result<Tensor> {
+            let mut m = vec![0u8; b * s * s];
+            for r in 0..b {
+                for q in 0..s {
+                    for k in 0..=q {
+                        let real = pad.map(|p| p[r][k] != 0).unwrap_or(true);
+                        let in_window = window.map(|w| q - k < w).unwrap_or(true);
+                        if real && in_window {
+                            m[r * s * s + q * s + k] = 1;
+                        }
+                    }
+                    // A padding query row would otherwise attend to nothing (NaN): let it see itself.
+                    if m[r * s * s + q * s..r * s * s + q * s + s].iter().all(|&v| v == 0) {
+                        m[r * s * s + q * s + q] = 1;
+                    }
+                }
+            }
+            Ok(Tensor::from_vec(m, (b, 1, s, s), dev)?)
+        };
+        let mut windowed = Vec::new();
+        for w in cfg.sliding_window.iter().flatten() {
+            if !windowed.iter().any(|(x, _)| x == w) {
+                // A window wider than the prompt is the full causal mask.
+                windowed.push((*w, build(if *w < s { Some(*w) } else { None })?));
+            }
+        }
+        Ok(Masks {
+            full: build(None)?,
+            windowed,
+            per_layer: cfg.sliding_window.clone(),
+        })
+    }
+
+    fn for_layer(&self, l: usize) -> &Tensor {
+        match self.per_layer.get(l).copied().flatten() {
+            Some(w) => self
+                .windowed
+                .iter()
+                .find(|(x, _)| *x == w)
+                .map(|(_, t)| t)
+                .unwrap_or(&self.full),
+            None => &self.full,
+        }
+    }
+}
+
+/// cos/sin tables `[b, s, 1, rotary_dim]` (HF: f32 math, then cast).
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    rotary_dim: usize,
+}
+
+impl Rope {
+    fn new(
+        positions: &[Vec<usize>],
+        inv_freq: &[f64],
+        rotary_dim: usize,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Self> {
+        let b = positions.len();
+        let s = positions.first().map(|r| r.len()).unwrap_or(0);
+        let half = rotary_dim / 2;
+        let mut cos = Vec::with_capacity(b * s * rotary_dim);
+        let mut sin = Vec::with_capacity(b * s * rotary_dim);
+        for row in positions {
+            for &p in row {
+                let mut c = Vec::with_capacity(half);
+                let mut sn = Vec::with_capacity(half);
+                for &f in inv_freq {
+                    let a = (p as f32) * (f as f32);
+                    c.push(a.cos());
+                    sn.push(a.sin());
+                }
+                cos.extend_from_slice(&c);
+                cos.extend_from_slice(&c);
+                sin.extend_from_slice(&sn);
+                sin.extend_from_slice(&sn);
+            }
+        }
+        let cos = Tensor::from_vec(cos, (b, s, 1, rotary_dim), dev)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (b, s, 1, rotary_dim), dev)?.to_dtype(dtype)?;
+        Ok(Rope { cos, sin, rotary_dim })
+    }
+
+    /// Rotate-half RoPE on `[b, s, heads, d_head]`.
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let dh = x.dim(D::Minus1)?;
+        let r = self.rotary_dim;
+        let (rot, pass) = if r < dh {
+            (x.narrow(D::Minus1, 0, r)?, Some(x.narrow(D::Minus1, r, dh - r)?))
+        } else {
+            (x.clone(), None)
+        };
+        let x1 = rot.narrow(D::Minus1, 0, r / 2)?;
+        let x2 = rot.narrow(D::Minus1, r / 2, r / 2)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        let out = (rot.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?)?;
+        match pass {
+            Some(p) => Ok(Tensor::cat(&[&out, &p], D::Minus1)?),
+            None => Ok(out),
+        }
+    }
+}
+
+/// LayerNorm / RMSNorm over the last dim, statistics in f32; `freeze` detaches the statistic.
+fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let xf = if dtype == DType::F64 { x.clone() } else { x.to_dtype(DType::F32)? };
+    let eps = cfg.norm_eps;
+    let y = match cfg.norm {
+        NormKind::RmsNorm => {
+            let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
+            let mut inv = (ms + eps)?.sqrt()?.recip()?;
+            if freeze {
+                inv = inv.detach();
+            }
+            let normed = xf.broadcast_mul(&inv)?;
+            if cfg.norm_one_plus {
+                // Gemma: (x/rms) * (1 + w), computed in f32 before the cast back.
+                let scale = (w.w.to_dtype(xf.dtype())? + 1.0)?;
+                normed.broadcast_mul(&scale)?.to_dtype(dtype)?
+            } else {
+                normed.to_dtype(dtype)?.broadcast_mul(&w.w.to_dtype(dtype)?)?
+            }
+        }
+        NormKind::LayerNorm => {
+            let mean = xf.mean_keepdim(D::Minus1)?;
+            let xc = xf.broadcast_sub(&mean)?;
+            let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+            let mut inv = (var + eps)?.sqrt()?.recip()?;
+            if freeze {
+                inv = inv.detach();
+            }
+            let normed = xc.broadcast_mul(&inv)?.to_dtype(dtype)?;
+            let y = normed.broadcast_mul(&w.w.to_dtype(dtype)?)?;
+            match &w.b {
+                Some(b) => y.broadcast_add(&b.to_dtype(dtype)?)?,
+                None => y,
+            }
+        }
+    };
+    Ok(y)
+}
+
+fn act(a: Activation, x: &Tensor) -> Result<Tensor> {
+    Ok(match a {
+        Activation::GeluTanh => x.gelu()?,
+        Activation::Gelu => x.gelu_erf()?,
+        Activation::Silu => x.silu()?,
+        Activation::Relu => x.relu()?,
+    })
+}
+
+fn lin(x: &Tensor, l: &LinearW) -> Result<Tensor> {
+    Ok(linear(x, &l.w, l.b.as_ref())?)
+}
+
+/// Project per-head inputs `[b, s, h, d]` with a weight `[h*dh, d]` → `[b, s, h, dh]`.
+fn per_head_linear(x: &Tensor, l: &LinearW, dh: usize) -> Result<Tensor> {
+    let (b, s, h, d) = x.dims4()?;
+    // [h, d, dh] weights; x as [h, b*s, d]
+    let w = l.w.reshape((h, dh, d))?.transpose(1, 2)?;
+    let xs = x.permute((2, 0, 1, 3))?.reshape((h, b * s, d))?;
+    let y = xs.matmul(&w)?; // [h, b*s, dh]
+    let mut y = y.reshape((h, b, s, dh))?.permute((1, 2, 0, 3))?;
+    if let Some(bias) = &l.b {
+        y = y.broadcast_add(&bias.reshape((h, dh))?)?;
+    }
+    Ok(y)
+}
+
+fn block(
+    cx: &mut Ctx,
+    l: usize,
+    w: &BlockW,
+    resid: Tensor,
+    rope: Option<&Rope>,
+    mask: &Tensor,
+) -> Result<Tensor> {
+    let cfg = cx.cfg;
+    let freeze = cx.rules.freeze_norm;
+    let resid = cx.hook(HookPoint::ResidPre(l), resid)?;
+    let attn_out = attention(cx, l, w, &resid, rope, mask)?;
+    let attn_out = match &w.attn_post {
+        Some(n) => norm(cfg, n, &attn_out, freeze)?,
+        None => attn_out,
+    };
+    let attn_out = cx.hook(HookPoint::AttnOut(l), attn_out)?;
+    let mid = (resid + attn_out)?;
+    let mid = cx.hook(HookPoint::ResidMid(l), mid)?;
+    let mlp_in = cx.hook(HookPoint::MlpIn(l), mid.clone())?;
+    let x = norm(cfg, &w.ln2, &mlp_in, freeze)?;
+    let out = match &w.mlp.gate {
+        Some(gate) => {
+            let g = scale_grad(&lin(&x, gate)?, cx.rules.gate_scale.unwrap_or(1.0))?;
+            let u = scale_grad(&lin(&x, &w.mlp.up)?, cx.rules.up_scale.unwrap_or(1.0))?;
+            let g = cx.hook(HookPoint::MlpPre(l), g)?;
+            let post = (act(cfg.act, &g)? * u)?;
+            let post = cx.hook(HookPoint::MlpPost(l), post)?;
+            lin(&post, &w.mlp.down)?
+        }
+        None => {
+            let pre = cx.hook(HookPoint::MlpPre(l), lin(&x, &w.mlp.up)?)?;
+            let post = cx.hook(HookPoint::MlpPost(l), act(cfg.act, &pre)?)?;
+            lin(&post, &w.mlp.down)?
+        }
+    };
+    let out = match &w.mlp_post {
+        Some(n) => norm(cfg, n, &out, freeze)?,
+        None => out,
+    };
+    let out = cx.hook(HookPoint::MlpOut(l), out)?;
+    let post = (mid + out)?;
+    cx.hook(HookPoint::ResidPost(l), post)
+}
+
+fn attention(
+    cx: &mut Ctx,
+    l: usize,
+    w: &BlockW,
+    resid: &Tensor,
+    rope: Option<&Rope>,
+    mask: &Tensor,
+) -> Result<Tensor> {
+    let cfg = cx.cfg;
+    let freeze = cx.rules.freeze_norm;
+    let (b, s, d) = resid.dims3()?;
+    let (h, kv, dh) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head);
+    let a = &w.attn;
+    let (q, k, v) = if cx.split {
+        // One residual copy per query head for q, and per key/value head for k and v.
+        let rep = |p: HookPoint, n: usize, cx: &mut Ctx| -> Result<Tensor> {
+            let x = resid.unsqueeze(2)?.broadcast_as((b, s, n, d))?.contiguous()?;
+            let x = cx.hook(p, x)?;
+            norm(cfg, &w.ln1, &x, freeze)
+        };
+        let xq = rep(HookPoint::QInput(l), h, cx)?;
+        let xk = rep(HookPoint::KInput(l), kv, cx)?;
+        let xv = rep(HookPoint::VInput(l), kv, cx)?;
+        (
+            per_head_linear(&xq, &a.q, dh)?,
+            per_head_linear(&xk, &a.k, dh)?,
+            per_head_linear(&xv, &a.v, dh)?,
+        )
+    } else {
+        let x = norm(cfg, &w.ln1, resid, freeze)?;
+        (
+            lin(&x, &a.q)?.reshape((b, s, h, dh))?,
+            lin(&x, &a.k)?.reshape((b, s, kv, dh))?,
+            lin(&x, &a.v)?.reshape((b, s, kv, dh))?,
+        )
+    };
+    let (mut q, mut k) = (q, k);
+    if let Some(n) = &a.q_norm {
+        q = norm(cfg, n, &q, freeze)?;
+    }
+    if let Some(n) = &a.k_norm {
+        k = norm(cfg, n, &k, freeze)?;
+    }
+    if let Some(r) = rope {
+        q = r.apply(&q)?;
+        k = r.apply(&k)?;
+    }
+    let q = cx.hook(HookPoint::Q(l), q)?;
+    let k = cx.hook(HookPoint::K(l), k)?;
+    let v = cx.hook(HookPoint::V(l), v)?;
+    let q = scale_grad(&q, cx.rules.q_scale.unwrap_or(1.0))?;
+    let k = scale_grad(&k, cx.rules.k_scale.unwrap_or(1.0))?;
+    let v = scale_grad(&v, cx.rules.v_scale.unwrap_or(1.0))?;
+    // [b, heads, s, dh]
+    let q = q.transpose(1, 2)?.contiguous()?;
+    let k = repeat_kv(&k.transpose(1, 2)?, h / kv)?;
+    let v = repeat_kv(&v.transpose(1, 2)?, h / kv)?;
+    let mut scores = (q.matmul(&k.t()?)? * cfg.attn_scale)?;
+    if let Some(c) = cfg.attn_softcap {
+        scores = ((scores / c)?.tanh()? * c)?;
+    }
+    let min = Tensor::new(min_value(scores.dtype()), &scores.device().clone())?
+        .to_dtype(scores.dtype())?
+        .broadcast_as(scores.shape())?;
+    let scores = mask.broadcast_as(scores.shape())?.where_cond(&scores, &min)?;
+    let scores = cx.hook(HookPoint::AttnScores(l), scores)?;
+    let pattern = tempered_softmax(&scores, cx.rules.temperature())?;
+    let pattern = cx.hook(HookPoint::Pattern(l), pattern)?;
+    let z = pattern.matmul(&v)?.transpose(1, 2)?; // [b, s, h, dh]
+    let z = cx.hook(HookPoint::Z(l), z)?;
+    let z = z.reshape((b, s, h * dh))?;
+    lin(&z, &a.o)
+}
+
+fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x.contiguous()?);
+    }
+    let (b, kv, s, dh) = x.dims4()?;
+    Ok(x
+        .unsqueeze(2)?
+        .broadcast_as((b, kv, n_rep, s, dh))?
+        .contiguous()?
+        .reshape((b, kv * n_rep, s, dh))?)
+}
+
+/// The dtype's most negative finite value (what transformers uses for masked scores).
+fn min_value(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => f64::MIN,
+        DType::F16 => -65504.0,
+        DType::BF16 => -3.3895313892515355e38,
+        _ => f32::MIN as f64,
+    }
+}
