@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the code map.
 
+pub mod attribution;
 pub mod error;
 pub mod loader;
 pub mod model;

@@ -1,0 +1,509 @@
+//! The attribution methods over one shared gradient core.
+
+use candle_core::{DType, IndexOp, Tensor, Var, D};
+
+use super::target::text_ids;
+use super::{AttributeRequest, Attribution, Method, Objective, TargetSpec};
+use crate::error::{GimError, Result};
+use crate::loader::LoadedModel;
+use crate::model::{ForwardOpts, GimRules, Positions};
+
+/// A request with its target resolved to token ids and positions.
+#[derive(Debug, Clone)]
+struct Plan {
+    /// input ids (prompt, plus the teacher-forced prefix of a multi-token target)
+    ids: Vec<u32>,
+    /// how many of `ids` are the user's prompt
+    n_prompt: usize,
+    /// positions whose predictions form the objective
+    positions: Vec<usize>,
+    /// target token per position (`None`: argmax, only with one position)
+    targets: Vec<Option<u32>>,
+    contrast: Option<u32>,
+    objective: Objective,
+    baseline_id: Option<u32>,
+    note: Option<String>,
+}
+
+fn plan(m: &LoadedModel, req: &AttributeRequest) -> Result<Plan> {
+    let cfg = &m.model.cfg;
+    let s = req.ids.len();
+    if s == 0 {
+        return Err(GimError::input("the prompt is empty: give at least one token"));
+    }
+    if let Some(&bad) = req.ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+        return Err(GimError::input(format!(
+            "token id {bad} is outside the vocabulary (size {})",
+            cfg.vocab_size
+        )));
+    }
+    let position = match req.position {
+        None => s - 1,
+        Some(p) if p < 0 && (-p) as usize <= s => s - (-p) as usize,
+        Some(p) if p >= 0 && (p as usize) < s => p as usize,
+        Some(p) => {
+            return Err(GimError::input(format!(
+                "position {p} is out of range for a prompt of {s} tokens (use 0..{} or negative from the end)",
+                s - 1
+            )))
+        }
+    };
+    let single = |spec: &TargetSpec, what: &str| -> Result<Option<u32>> {
+        match spec {
+            TargetSpec::Argmax => Ok(None),
+            TargetSpec::Id(id) => {
+                if *id as usize >= cfg.vocab_size {
+                    return Err(GimError::input(format!(
+                        "{what} id {id} is outside the vocabulary (size {})",
+                        cfg.vocab_size
+                    )));
+                }
+                Ok(Some(*id))
+            }
+            TargetSpec::Text(t) => {
+                let ids = text_ids(&m.tok, t, what)?;
+                Ok(Some(ids[0]))
+            }
+        }
+    };
+    let contrast = match &req.contrast {
+        None => None,
+        Some(TargetSpec::Argmax) => {
+            return Err(GimError::input("a contrast must name a token (text or id)"))
+        }
+        Some(TargetSpec::Text(t)) => {
+            let ids = text_ids(&m.tok, t, "contrast")?;
+            if ids.len() > 1 {
+                return Err(GimError::input(format!(
+                    "the contrast {t:?} is {} tokens; contrasts must be one token (use --contrast-id)",
+                    ids.len()
+                )));
+            }
+            Some(ids[0])
+        }
+        Some(spec) => single(spec, "contrast")?,
+    };
+    let baseline_id = req.baseline.resolve(m)?;
+    if let TargetSpec::Text(t) = &req.target {
+        let tids = text_ids(&m.tok, t, "target")?;
+        if tids.len() > 1 {
+            if position != s - 1 {
+                return Err(GimError::input(
+                    "a multi-token target is teacher-forced after the last token; drop --position",
+                ));
+            }
+            let mut ids = req.ids.clone();
+            ids.extend_from_slice(&tids[..tids.len() - 1]);
+            if ids.len() > cfg.n_ctx {
+                return Err(GimError::input(format!(
+                    "prompt plus target is {} tokens but the model's context is {}",
+                    ids.len(),
+                    cfg.n_ctx
+                )));
+            }
+            return Ok(Plan {
+                positions: (0..tids.len()).map(|j| s - 1 + j).collect(),
+                targets: tids.iter().map(|&t| Some(t)).collect(),
+                ids,
+                n_prompt: s,
+                contrast,
+                objective: Objective::LogProb,
+                baseline_id,
+                note: Some(format!(
+                    "target {t:?} is {} tokens: attributed the sum of their teacher-forced log-probabilities; the last {} input tokens are the forced target prefix",
+                    tids.len(),
+                    tids.len() - 1
+                )),
+            });
+        }
+    }
+    if s > cfg.n_ctx {
+        return Err(GimError::input(format!(
+            "the prompt has {s} tokens but the model's context is {} tokens; shorten it",
+            cfg.n_ctx
+        )));
+    }
+    Ok(Plan {
+        ids: req.ids.clone(),
+        n_prompt: s,
+        positions: vec![position],
+        targets: vec![single(&req.target, "target")?],
+        contrast,
+        objective: req.objective,
+        baseline_id,
+        note: None,
+    })
+}
+
+fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// Objective per row from final hidden states `h` `[B, P, d]` (P = plan positions).
+/// Resolves argmax targets from the same forward; returns (values `[B]`, resolved target).
+fn objective(m: &LoadedModel, h: &Tensor, p: &Plan) -> Result<(Tensor, u32)> {
+    let model = &m.model;
+    let (b, _, _) = h.dims3()?;
+    let target0 = match p.targets[0] {
+        Some(t) => t,
+        None => {
+            let logits = model.unembed(&h.i((0..1, 0..1))?.detach())?;
+            let v: Vec<f32> = logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+            argmax(&v) as u32
+        }
+    };
+    let targets: Vec<u32> = p.targets.iter().map(|t| t.unwrap_or(target0)).collect();
+    let mut vals = Vec::with_capacity(b);
+    for r in 0..b {
+        let hr = h.i(r..r + 1)?; // [1, P, d]
+        let v = match p.objective {
+            Objective::Logit => {
+                let mut rows = vec![targets[0]];
+                rows.extend(p.contrast);
+                let l = model.unembed_rows(&hr.i((.., 0..1))?, &rows)?.flatten_all()?;
+                match p.contrast {
+                    Some(_) => (l.i(0)? - l.i(1)?)?,
+                    None => l.i(0)?,
+                }
+            }
+            Objective::LogProb => {
+                let lp = log_softmax(&model.unembed(&hr)?.to_dtype(DType::F32.max(hr.dtype()))?)?; // [1, P, V]
+                let mut total: Option<Tensor> = None;
+                for (j, &t) in targets.iter().enumerate() {
+                    let x = lp.i((0, j, t as usize))?;
+                    total = Some(match total {
+                        Some(a) => (a + x)?,
+                        None => x,
+                    });
+                }
+                let mut v = total.ok_or_else(|| GimError::input("empty target"))?;
+                if let Some(f) = p.contrast {
+                    v = (v - lp.i((0, 0, f as usize))?)?;
+                }
+                v.to_dtype(hr.dtype())?
+            }
+        };
+        vals.push(v);
+    }
+    Ok((Tensor::stack(&vals, 0)?, target0))
+}
+
+trait MaxDType {
+    fn max(self, other: DType) -> DType;
+}
+impl MaxDType for DType {
+    fn max(self, other: DType) -> DType {
+        if other == DType::F64 {
+            DType::F64
+        } else {
+            self
+        }
+    }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Forward embeddings `[B, s, d]` with `rules`, backward from the summed objective.
+/// Returns (gradient wrt the embeddings `[B, s, d]`, objective values, target id).
+fn gradient(m: &LoadedModel, embeds: &Tensor, p: &Plan, rules: GimRules) -> Result<(Tensor, Vec<f64>, u32)> {
+    let var = Var::from_tensor(embeds)?;
+    let mut opts = ForwardOpts {
+        rules,
+        positions: Positions::At(p.positions.clone()),
+        ..Default::default()
+    };
+    let h = m.model.forward_hidden(var.as_tensor(), &mut opts)?;
+    let (vals, target) = objective(m, &h, p)?;
+    let grads = vals.sum_all()?.backward()?;
+    let g = grads
+        .get(var.as_tensor())
+        .cloned()
+        .ok_or_else(|| GimError::input("internal error: no gradient reached the input embeddings"))?;
+    let v: Vec<f64> = vals.to_dtype(DType::F64)?.to_vec1()?;
+    Ok((g, v, target))
+}
+
+/// Objective values (no gradient) for rows of ids, in chunks.
+fn values(m: &LoadedModel, rows: &[Vec<u32>], p: &Plan, chunk: usize) -> Result<(Vec<f64>, u32)> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut target = 0;
+    for c in rows.chunks(chunk.max(1)) {
+        let e = m.model.embed_ids(c)?;
+        let mut opts = ForwardOpts {
+            positions: Positions::At(p.positions.clone()),
+            ..Default::default()
+        };
+        let h = m.model.forward_hidden(&e, &mut opts)?;
+        let (v, t) = objective(m, &h, p)?;
+        target = t;
+        out.extend(v.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+    }
+    Ok((out, target))
+}
+
+/// Σ_d g · delta, per position → Vec (for row 0).
+fn dot_last(g: &Tensor, delta: &Tensor) -> Result<Vec<f64>> {
+    let g = g.to_dtype(DType::F64)?;
+    let d = delta.to_dtype(DType::F64)?;
+    Ok(g.broadcast_mul(&d)?.sum(D::Minus1)?.flatten_all()?.to_vec1()?)
+}
+
+fn baseline_embeds(m: &LoadedModel, p: &Plan, like: &Tensor) -> Result<Tensor> {
+    match p.baseline_id {
+        Some(b) => m.model.embed_ids(&[vec![b; p.ids.len()]]),
+        None => Ok(like.zeros_like()?),
+    }
+}
+
+/// SplitMix64: a tiny deterministic generator for the `random` method.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Attribute one request.
+pub fn attribute(m: &LoadedModel, req: &AttributeRequest) -> Result<Attribution> {
+    req.rules.validate()?;
+    if req.method == Method::IntegratedGradients && req.ig_steps == 0 {
+        return Err(GimError::input("integrated gradients needs at least 1 step"));
+    }
+    let p = plan(m, req)?;
+    let model = &m.model;
+    let x = model.embed_ids(&[p.ids.clone()])?;
+    let rules = req.method.rules(&req.rules);
+    let (scores, value, target) = match req.method {
+        Method::Gim
+        | Method::Gradient
+        | Method::FreezeNormOnly
+        | Method::SoftmaxTOnly
+        | Method::QkvOnly
+        | Method::GateUpOnly
+        | Method::GradXInput => {
+            let (g, v, t) = gradient(m, &x, &p, rules)?;
+            let delta = if req.method == Method::GradXInput {
+                x.clone()
+            } else {
+                (&x - baseline_embeds(m, &p, &x)?)?
+            };
+            (dot_last(&g, &delta)?, v[0], t)
+        }
+        Method::IntegratedGradients => {
+            let (v0, t) = values(m, &[p.ids.clone()], &p, 1)?;
+            let fixed = Plan {
+                targets: p.targets.iter().map(|x| Some(x.unwrap_or(t))).collect(),
+                ..p.clone()
+            };
+            let base = baseline_embeds(m, &p, &x)?;
+            let delta = (&x - &base)?;
+            let n = req.ig_steps;
+            let mut total: Option<Tensor> = None;
+            let chunk = 16usize;
+            let mut k0 = 0;
+            while k0 < n {
+                let k1 = (k0 + chunk).min(n);
+                let alphas: Vec<f32> = (k0..k1).map(|k| (k as f32 + 0.5) / n as f32).collect();
+                let a = Tensor::from_vec(alphas, (k1 - k0, 1, 1), &model.device)?.to_dtype(x.dtype())?;
+                let batch = base.broadcast_add(&delta.broadcast_mul(&a)?)?;
+                let (g, _, _) = gradient(m, &batch, &fixed, GimRules::off())?;
+                let gs = g.sum_keepdim(0)?;
+                total = Some(match total {
+                    Some(t) => (t + gs)?,
+                    None => gs,
+                });
+                k0 = k1;
+            }
+            let avg = (total.ok_or_else(|| GimError::input("no IG steps"))? / n as f64)?;
+            (dot_last(&avg, &delta)?, v0[0], t)
+        }
+        Method::Occlusion => {
+            let b = p.baseline_id.ok_or_else(|| {
+                GimError::input("occlusion replaces tokens by the baseline token; a zero baseline is not possible")
+            })?;
+            let (v0, t) = values(m, &[p.ids.clone()], &p, 1)?;
+            let fixed = Plan {
+                targets: p.targets.iter().map(|x| Some(x.unwrap_or(t))).collect(),
+                ..p.clone()
+            };
+            let rows: Vec<Vec<u32>> = (0..p.ids.len())
+                .map(|i| {
+                    let mut r = p.ids.clone();
+                    r[i] = b;
+                    r
+                })
+                .collect();
+            let (vs, _) = values(m, &rows, &fixed, 16)?;
+            (vs.iter().map(|v| v0[0] - v).collect(), v0[0], t)
+        }
+        Method::Random => {
+            let (v0, t) = values(m, &[p.ids.clone()], &p, 1)?;
+            let mut st = req.seed ^ 0x6A09_E667_F3BC_C908;
+            let r = (0..p.ids.len())
+                .map(|_| (splitmix(&mut st) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+                .collect();
+            (r, v0[0], t)
+        }
+    };
+    Ok(Attribution {
+        method: req.method.name().to_string(),
+        model_type: model.cfg.model_type.clone(),
+        tokens: p.ids.iter().map(|&i| m.tok.decode_one(i)).collect(),
+        token_ids: p.ids.clone(),
+        target_id: target,
+        target: match &req.target {
+            TargetSpec::Text(t) if p.targets.len() > 1 => t.clone(),
+            _ => m.tok.decode_one(target),
+        },
+        contrast_id: p.contrast,
+        contrast: p.contrast.map(|c| m.tok.decode_one(c)),
+        position: p.positions[0],
+        baseline_id: p.baseline_id,
+        attributions: scores,
+        target_logit: value,
+        objective: match (p.objective, p.contrast) {
+            (Objective::Logit, Some(_)) => "logit-diff".into(),
+            (o, _) => o.name().into(),
+        },
+        settings: rules,
+        note: p.note.clone().or_else(|| {
+            (p.n_prompt != p.ids.len()).then(|| "teacher-forced target prefix appended".to_string())
+        }),
+    })
+}
+
+/// Attribute many requests. Gradient methods with single-token targets are batched through the
+/// model (left padding); others run one by one. `progress` is called after each request.
+pub fn attribute_many(
+    m: &LoadedModel,
+    reqs: &[AttributeRequest],
+    batch_size: usize,
+    mut progress: impl FnMut(usize),
+) -> Vec<Result<Attribution>> {
+    let mut out: Vec<Option<Result<Attribution>>> = (0..reqs.len()).map(|_| None).collect();
+    let mut done = 0;
+    let batchable = |r: &AttributeRequest| {
+        matches!(
+            r.method,
+            Method::Gim | Method::Gradient | Method::FreezeNormOnly | Method::SoftmaxTOnly | Method::QkvOnly | Method::GateUpOnly
+        ) && r.position.is_none()
+    };
+    let idx: Vec<usize> = (0..reqs.len()).collect();
+    for chunk in idx.chunks(batch_size.max(1)) {
+        let plans: Vec<(usize, Result<Plan>)> = chunk.iter().map(|&i| (i, plan(m, &reqs[i]))).collect();
+        let same = chunk.iter().all(|&i| {
+            batchable(&reqs[i]) && reqs[i].method == reqs[chunk[0]].method && reqs[i].rules == reqs[chunk[0]].rules
+        }) && plans.iter().all(|(_, p)| p.as_ref().map(|p| p.positions.len() == 1).unwrap_or(false));
+        if same && chunk.len() > 1 {
+            let ok: Vec<(usize, Plan)> = plans.into_iter().filter_map(|(i, p)| p.ok().map(|p| (i, p))).collect();
+            match batched(m, &ok, reqs[chunk[0]].method.rules(&reqs[chunk[0]].rules), &reqs[chunk[0]]) {
+                Ok(results) => {
+                    for (i, r) in results {
+                        out[i] = Some(Ok(r));
+                    }
+                }
+                Err(_) => {
+                    for &(i, _) in &ok {
+                        out[i] = Some(attribute(m, &reqs[i]));
+                    }
+                }
+            }
+            done += chunk.len();
+            progress(done);
+        } else {
+            for &i in chunk {
+                out[i] = Some(attribute(m, &reqs[i]));
+                done += 1;
+                progress(done);
+            }
+        }
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(GimError::input("request was not processed"))))
+        .collect()
+}
+
+/// One left-padded batch of single-position gradient attributions.
+fn batched(m: &LoadedModel, plans: &[(usize, Plan)], rules: GimRules, proto: &AttributeRequest) -> Result<Vec<(usize, Attribution)>> {
+    let model = &m.model;
+    let s = plans.iter().map(|(_, p)| p.ids.len()).max().unwrap_or(0);
+    let pad_id = plans[0].1.baseline_id.unwrap_or(0);
+    let mut ids = Vec::new();
+    let mut mask = Vec::new();
+    for (_, p) in plans {
+        let n = p.ids.len();
+        let mut row = vec![pad_id; s - n];
+        row.extend_from_slice(&p.ids);
+        ids.push(row);
+        let mut mr = vec![0u8; s - n];
+        mr.extend(std::iter::repeat_n(1u8, n));
+        mask.push(mr);
+    }
+    let x = model.embed_ids(&ids)?;
+    let var = Var::from_tensor(&x)?;
+    let mut opts = ForwardOpts {
+        rules,
+        positions: Positions::Last,
+        attention_mask: Some(mask),
+        ..Default::default()
+    };
+    let h = model.forward_hidden(var.as_tensor(), &mut opts)?;
+    let mut vals = Vec::new();
+    let mut targets = Vec::new();
+    for (r, (_, p)) in plans.iter().enumerate() {
+        let (v, t) = objective(m, &h.i(r..r + 1)?, p)?;
+        vals.push(v);
+        targets.push(t);
+    }
+    let vals = Tensor::cat(&vals, 0)?;
+    let grads = vals.sum_all()?.backward()?;
+    let g = grads
+        .get(var.as_tensor())
+        .cloned()
+        .ok_or_else(|| GimError::input("internal error: no gradient reached the input embeddings"))?;
+    let v: Vec<f64> = vals.to_dtype(DType::F64)?.to_vec1()?;
+    let mut out = Vec::new();
+    for (r, (i, p)) in plans.iter().enumerate() {
+        let n = p.ids.len();
+        let xr = x.i((r..r + 1, s - n..s))?;
+        let gr = g.i((r..r + 1, s - n..s))?;
+        let base = baseline_embeds(m, p, &xr)?;
+        let scores = dot_last(&gr, &(&xr - base)?)?;
+        out.push((
+            *i,
+            Attribution {
+                method: proto.method.name().to_string(),
+                model_type: model.cfg.model_type.clone(),
+                tokens: p.ids.iter().map(|&t| m.tok.decode_one(t)).collect(),
+                token_ids: p.ids.clone(),
+                target_id: targets[r],
+                target: m.tok.decode_one(targets[r]),
+                contrast_id: p.contrast,
+                contrast: p.contrast.map(|c| m.tok.decode_one(c)),
+                position: p.positions[0],
+                baseline_id: p.baseline_id,
+                attributions: scores,
+                target_logit: v[r],
+                objective: match (p.objective, p.contrast) {
+                    (Objective::Logit, Some(_)) => "logit-diff".into(),
+                    (o, _) => o.name().into(),
+                },
+                settings: rules,
+                note: None,
+            },
+        ));
+    }
+    Ok(out)
+}

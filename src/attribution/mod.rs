@@ -1,0 +1,161 @@
+//! Token attributions: GIM and the methods it is compared with, behind one API and one result type.
+
+mod baseline;
+mod methods;
+mod target;
+
+use serde::{Deserialize, Serialize};
+
+pub use baseline::{default_baseline_id, Baseline};
+pub use methods::{attribute, attribute_many};
+pub use target::{Objective, TargetSpec};
+
+use crate::error::{GimError, Result};
+use crate::model::GimRules;
+
+/// An attribution method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// gradient × (input − baseline) with the GIM backward rules (settings from [`AttributeRequest::rules`])
+    Gim,
+    /// gradient × (input − baseline), no rules
+    Gradient,
+    /// gradient × input, no rules
+    GradXInput,
+    /// integrated gradients from the baseline (midpoint rule, batched steps)
+    IntegratedGradients,
+    /// f(x) − f(x with token i replaced by the baseline token)
+    Occlusion,
+    /// seeded uniform noise in [-1, 1] (a floor for faithfulness metrics)
+    Random,
+    /// gradient × (input − baseline) with one rule alone (the paper's ablation)
+    FreezeNormOnly,
+    SoftmaxTOnly,
+    QkvOnly,
+    GateUpOnly,
+}
+
+impl Method {
+    pub const ALL: &'static [Method] = &[
+        Method::Gim,
+        Method::Gradient,
+        Method::GradXInput,
+        Method::IntegratedGradients,
+        Method::Occlusion,
+        Method::Random,
+        Method::FreezeNormOnly,
+        Method::SoftmaxTOnly,
+        Method::QkvOnly,
+        Method::GateUpOnly,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Gim => "gim",
+            Method::Gradient => "gradient",
+            Method::GradXInput => "grad-x-input",
+            Method::IntegratedGradients => "integrated-gradients",
+            Method::Occlusion => "occlusion",
+            Method::Random => "random",
+            Method::FreezeNormOnly => "freeze-norm-only",
+            Method::SoftmaxTOnly => "softmax-t-only",
+            Method::QkvOnly => "qkv-only",
+            Method::GateUpOnly => "gate-up-only",
+        }
+    }
+
+    /// Parse a method name (a few aliases accepted).
+    pub fn parse(s: &str) -> Result<Method> {
+        let k = s.trim().to_ascii_lowercase().replace('_', "-");
+        let m = match k.as_str() {
+            "ig" => Method::IntegratedGradients,
+            "gxi" | "grad-x-input" | "gradient-x-input" | "input-x-gradient" => Method::GradXInput,
+            "plain" | "grad" => Method::Gradient,
+            _ => match Method::ALL.iter().find(|m| m.name() == k) {
+                Some(m) => *m,
+                None => {
+                    return Err(GimError::input(format!(
+                        "unknown method `{s}` (choose from {})",
+                        Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+                    )))
+                }
+            },
+        };
+        Ok(m)
+    }
+
+    /// The backward rules a gradient method uses (`gim_rules` for [`Method::Gim`]).
+    pub fn rules(&self, gim_rules: &GimRules) -> GimRules {
+        match self {
+            Method::Gim => *gim_rules,
+            Method::FreezeNormOnly => GimRules::freeze_norm_only(),
+            Method::SoftmaxTOnly => GimRules {
+                softmax_temperature: gim_rules.softmax_temperature.or(Some(2.0)),
+                ..GimRules::off()
+            },
+            Method::QkvOnly => GimRules::qkv_only(),
+            Method::GateUpOnly => GimRules::gate_up_only(),
+            _ => GimRules::off(),
+        }
+    }
+}
+
+/// What to attribute.
+#[derive(Debug, Clone)]
+pub struct AttributeRequest {
+    /// Input token ids (already including BOS where the tokenizer adds one).
+    pub ids: Vec<u32>,
+    pub target: TargetSpec,
+    pub contrast: Option<TargetSpec>,
+    /// Position whose prediction is explained (negative counts from the end; default last).
+    pub position: Option<i64>,
+    pub objective: Objective,
+    pub baseline: Baseline,
+    pub method: Method,
+    /// Settings of the `gim` method.
+    pub rules: GimRules,
+    pub ig_steps: usize,
+    pub seed: u64,
+}
+
+impl AttributeRequest {
+    pub fn new(ids: Vec<u32>) -> Self {
+        AttributeRequest {
+            ids,
+            target: TargetSpec::Argmax,
+            contrast: None,
+            position: None,
+            objective: Objective::Logit,
+            baseline: Baseline::Default,
+            method: Method::Gim,
+            rules: GimRules::gim(),
+            ig_steps: 32,
+            seed: 0,
+        }
+    }
+}
+
+/// The result of one attribution, shared by kernel, CLI, REPL and export.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attribution {
+    pub method: String,
+    pub model_type: String,
+    pub token_ids: Vec<u32>,
+    pub tokens: Vec<String>,
+    pub target_id: u32,
+    pub target: String,
+    pub contrast_id: Option<u32>,
+    pub contrast: Option<String>,
+    pub position: usize,
+    /// `None` for a zero-embedding baseline.
+    pub baseline_id: Option<u32>,
+    pub attributions: Vec<f64>,
+    /// The attributed quantity at the input: the target logit, logit difference or log-probability.
+    pub target_logit: f64,
+    pub objective: String,
+    pub settings: GimRules,
+    /// Anything the reader must know (multi-token targets, teacher forcing).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub note: Option<String>,
+}
