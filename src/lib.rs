@@ -3,9 +3,11 @@
 //! See ARCHITECTURE.md for the code map.
 
 pub mod attribution;
+pub mod cli;
 pub mod error;
 pub mod loader;
 pub mod model;
+pub mod session;
 pub mod tokenizer;
 
 pub use error::{GimError, Result};

@@ -1,0 +1,101 @@
+//! `gim logits`: last-position logits as JSON or a short table.
+
+use serde::Serialize;
+
+use crate::loader::{self, LoadOpts, LoadedModel};
+use crate::model::Positions;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model folder, embedded toy name (toy-ioi) or Hugging Face repo id (org/name[@rev]).
+    #[arg(long)]
+    pub model: String,
+    /// Comma-separated token ids.
+    #[arg(long, value_delimiter = ',', conflicts_with = "prompt", required_unless_present = "prompt")]
+    pub ids: Option<Vec<u32>>,
+    /// Prompt text (tokenized with the model's tokenizer, special tokens added).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Compute dtype: f32, bf16, f16, f64.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Device: cpu, cuda:N, metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct TopEntry {
+    id: u32,
+    token: String,
+    logit: f64,
+}
+
+#[derive(Serialize)]
+struct LogitsOut {
+    model_type: String,
+    token_ids: Vec<u32>,
+    tokens: Vec<String>,
+    logits: Vec<f64>,
+    top: Vec<TopEntry>,
+}
+
+/// Token ids from `--ids` or `--prompt`.
+pub fn input_ids(m: &LoadedModel, ids: &Option<Vec<u32>>, prompt: &Option<String>) -> crate::Result<Vec<u32>> {
+    match (ids, prompt) {
+        (Some(ids), _) => Ok(ids.clone()),
+        (None, Some(p)) => m.tok.encode(p, true),
+        (None, None) => Err(crate::GimError::input("give --ids or --prompt")),
+    }
+}
+
+pub fn open(model: &str, dtype: &str, device: &str) -> crate::Result<LoadedModel> {
+    let opts = LoadOpts {
+        device: loader::parse_device(device)?,
+        dtype: loader::parse_dtype(dtype)?,
+        name: None,
+    };
+    loader::load(model, &opts)
+}
+
+pub fn run(a: Args) -> crate::Result<()> {
+    let m = open(&a.model, &a.dtype, &a.device)?;
+    let ids = input_ids(&m, &a.ids, &a.prompt)?;
+    let logits = m.model.logits(std::slice::from_ref(&ids), Positions::Last)?;
+    let v: Vec<f64> = logits
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F64)?
+        .to_vec1()?;
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    let top: Vec<TopEntry> = order
+        .iter()
+        .take(5)
+        .map(|&i| TopEntry {
+            id: i as u32,
+            token: m.tok.decode_one(i as u32),
+            logit: v[i],
+        })
+        .collect();
+    let out = LogitsOut {
+        model_type: m.model.cfg.model_type.clone(),
+        tokens: ids.iter().map(|&i| m.tok.decode_one(i)).collect(),
+        token_ids: ids,
+        logits: v,
+        top,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&out).map_err(|e| crate::GimError::Io(e.to_string()))?);
+    } else {
+        println!("model_type: {}", out.model_type);
+        println!("tokens:     {:?}", out.tokens);
+        println!("top next tokens at the last position:");
+        for t in &out.top {
+            println!("  {:>8}  {:>10.4}  {:?}", t.id, t.logit, t.token);
+        }
+    }
+    Ok(())
+}
