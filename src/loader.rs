@@ -71,11 +71,15 @@ pub fn parse_device(s: &str) -> Result<Device> {
     }
     if let Some(rest) = s.strip_prefix("cuda") {
         let n: usize = match rest.strip_prefix(':') {
-            Some(n) => n
-                .parse()
-                .map_err(|_| GimError::input(format!("bad device `{s}`: use cuda:N with N a number")))?,
+            Some(n) => n.parse().map_err(|_| {
+                GimError::input(format!("bad device `{s}`: use cuda:N with N a number"))
+            })?,
             None if rest.is_empty() => 0,
-            None => return Err(GimError::input(format!("bad device `{s}` (use cpu, cuda:N or metal)"))),
+            None => {
+                return Err(GimError::input(format!(
+                    "bad device `{s}` (use cpu, cuda:N or metal)"
+                )))
+            }
         };
         return Device::new_cuda(n).map_err(|e| {
             GimError::input(format!(
@@ -88,7 +92,9 @@ pub fn parse_device(s: &str) -> Result<Device> {
             GimError::input(format!("cannot open metal ({e}); build with `--features metal` on a Mac, or use --device cpu"))
         });
     }
-    Err(GimError::input(format!("unknown device `{s}` (use cpu, cuda:N or metal)")))
+    Err(GimError::input(format!(
+        "unknown device `{s}` (use cpu, cuda:N or metal)"
+    )))
 }
 
 /// Parse `f32`, `f16`, `bf16`, `f64`.
@@ -98,7 +104,11 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
         "f16" | "float16" => DType::F16,
         "bf16" | "bfloat16" => DType::BF16,
         "f64" | "float64" => DType::F64,
-        other => return Err(GimError::input(format!("unknown dtype `{other}` (use f32, bf16, f16 or f64)"))),
+        other => {
+            return Err(GimError::input(format!(
+                "unknown dtype `{other}` (use f32, bf16, f16 or f64)"
+            )))
+        }
     })
 }
 
@@ -115,7 +125,10 @@ pub fn hf_cache_dir() -> PathBuf {
         }
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
-    PathBuf::from(home).join(".cache").join("huggingface").join("hub")
+    PathBuf::from(home)
+        .join(".cache")
+        .join("huggingface")
+        .join("hub")
 }
 
 /// Model repo ids found in the local cache (for completion and listing).
@@ -146,7 +159,9 @@ pub fn embedded_models_dir() -> PathBuf {
 pub fn resolve(spec: &str) -> Result<PathBuf> {
     let spec = spec.trim();
     if spec.is_empty() {
-        return Err(GimError::input("no model given: pass a folder or a Hugging Face repo id"));
+        return Err(GimError::input(
+            "no model given: pass a folder or a Hugging Face repo id",
+        ));
     }
     let p = Path::new(spec);
     if p.is_dir() {
@@ -158,12 +173,17 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
             return Ok(dir);
         }
     }
-    let looks_like_path = spec.starts_with('/') || spec.starts_with('.') || spec.starts_with('~') || p.exists();
+    let looks_like_path =
+        spec.starts_with('/') || spec.starts_with('.') || spec.starts_with('~') || p.exists();
     let parts: Vec<&str> = spec.split('@').collect();
     let (repo, rev) = match parts.as_slice() {
         [r] => (*r, "main"),
         [r, v] if !v.is_empty() => (*r, *v),
-        _ => return Err(GimError::input(format!("bad model spec `{spec}` (use org/name or org/name@revision)"))),
+        _ => {
+            return Err(GimError::input(format!(
+                "bad model spec `{spec}` (use org/name or org/name@revision)"
+            )))
+        }
     };
     let is_repo_id = !looks_like_path && repo.split('/').count() == 2 && !repo.contains("..");
     if !is_repo_id {
@@ -189,7 +209,9 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     match cfg.and_then(|c| c.parent().map(Path::to_path_buf)) {
         Some(dir) => Ok(dir),
         None => {
-            let offline = std::env::var("HF_HUB_OFFLINE").map(|v| v == "1").unwrap_or(true);
+            let offline = std::env::var("HF_HUB_OFFLINE")
+                .map(|v| v == "1")
+                .unwrap_or(true);
             Err(GimError::Load(format!(
                 "model `{repo}` (revision {rev}) is not in the local Hugging Face cache {}{}; download it where there is internet (`huggingface-cli download {repo}`) or pass a folder",
                 hf_cache_dir().display(),
@@ -241,9 +263,12 @@ impl TensorSource for SafetensorsSource {
                 "the checkpoint has no tensor `{name}`; it does not match its config.json model_type"
             )));
         }
-        self.st
-            .load(name, &Device::Cpu)
-            .map_err(|e| GimError::Load(format!("cannot read tensor `{name}`: {}", first_line(&e.to_string()))))
+        self.st.load(name, &Device::Cpu).map_err(|e| {
+            GimError::Load(format!(
+                "cannot read tensor `{name}`: {}",
+                first_line(&e.to_string())
+            ))
+        })
     }
     fn contains(&self, name: &str) -> bool {
         self.names.contains(name)
@@ -258,10 +283,14 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .map_err(|e| GimError::Load(format!("cannot read {}: {e}", index.display())))?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| GimError::Load(format!("{} is not valid JSON: {e}", index.display())))?;
-        let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-            GimError::Load(format!("{} has no weight_map", index.display()))
-        })?;
-        let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| GimError::Load(format!("{} has no weight_map", index.display())))?;
+        let mut files: Vec<String> = map
+            .values()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
         files.sort();
         files.dedup();
         return Ok(files.into_iter().map(|f| dir.join(f)).collect());
@@ -290,7 +319,10 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn read_config(dir: &Path) -> Result<ModelConfig> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|_| {
-        GimError::Load(format!("{} has no config.json; is it a Hugging Face model folder?", dir.display()))
+        GimError::Load(format!(
+            "{} has no config.json; is it a Hugging Face model folder?",
+            dir.display()
+        ))
     })?;
     ModelConfig::from_json_str(&text)
 }

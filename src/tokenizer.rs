@@ -18,9 +18,8 @@ impl Tok {
                 dir.display()
             )));
         }
-        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| {
-            GimError::Load(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let inner = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| GimError::Load(format!("cannot read {}: {e}", path.display())))?;
         Ok(Tok { inner })
     }
 
@@ -39,7 +38,9 @@ impl Tok {
 
     /// The vocabulary piece of an id (e.g. `Ġthe`).
     pub fn piece(&self, id: u32) -> String {
-        self.inner.id_to_token(id).unwrap_or_else(|| format!("<{id}>"))
+        self.inner
+            .id_to_token(id)
+            .unwrap_or_else(|| format!("<{id}>"))
     }
 
     /// The text an id decodes to on its own (e.g. ` the`).
@@ -68,6 +69,8 @@ impl Tok {
 
     /// Common names of the unknown token.
     pub fn unk_id(&self) -> Option<u32> {
-        ["<unk>", "[UNK]", "<|unk|>"].iter().find_map(|t| self.inner.token_to_id(t))
+        ["<unk>", "[UNK]", "<|unk|>"]
+            .iter()
+            .find_map(|t| self.inner.token_to_id(t))
     }
 }

@@ -41,12 +41,23 @@ fn every_rule_set_matches_the_reference_on_all_families() {
                 req.baseline = Baseline::Default;
                 let a = attribute(&m, &req).unwrap();
                 assert_eq!(a.target_id, target, "{arch} {set}: target");
-                assert_eq!(a.baseline_id, Some(baseline), "{arch} {set}: default baseline");
+                assert_eq!(
+                    a.baseline_id,
+                    Some(baseline),
+                    "{arch} {set}: default baseline"
+                );
                 let tl = case["target_logit"].as_f64().unwrap();
-                assert!((a.target_logit - tl).abs() <= 1e-4 * tl.abs().max(1.0), "{arch}: target logit");
+                assert!(
+                    (a.target_logit - tl).abs() <= 1e-4 * tl.abs().max(1.0),
+                    "{arch}: target logit"
+                );
                 let err = rel_err(&a.attributions, &f64s(reference));
                 worst = worst.max(err);
-                assert!(err <= 1e-4, "{arch} {} {set}: rel err {err:.3e}", case["name"]);
+                assert!(
+                    err <= 1e-4,
+                    "{arch} {} {set}: rel err {err:.3e}",
+                    case["name"]
+                );
             }
         }
     }

@@ -19,9 +19,12 @@ fn logits_match_float64_reference_for_all_families() {
             assert_eq!(enc, ids, "{arch}: tokenization of {:?}", case["text"]);
             let logits = m.model.logits(&[ids], Positions::Last).unwrap();
             let ours: Vec<f64> = logits
-                .flatten_all().unwrap()
-                .to_dtype(candle_core::DType::F64).unwrap()
-                .to_vec1().unwrap();
+                .flatten_all()
+                .unwrap()
+                .to_dtype(candle_core::DType::F64)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             let reference = f64s(&case["logits_last"]);
             let err = rel_err(&ours, &reference);
             println!("{arch} {}: rel err {err:.2e}", case["name"]);

@@ -29,7 +29,9 @@ fn plan(m: &LoadedModel, req: &AttributeRequest) -> Result<Plan> {
     let cfg = &m.model.cfg;
     let s = req.ids.len();
     if s == 0 {
-        return Err(GimError::input("the prompt is empty: give at least one token"));
+        return Err(GimError::input(
+            "the prompt is empty: give at least one token",
+        ));
     }
     if let Some(&bad) = req.ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
         return Err(GimError::input(format!(
@@ -163,7 +165,9 @@ fn objective(m: &LoadedModel, h: &Tensor, p: &Plan) -> Result<(Tensor, u32)> {
             Objective::Logit => {
                 let mut rows = vec![targets[0]];
                 rows.extend(p.contrast);
-                let l = model.unembed_rows(&hr.i((.., 0..1))?, &rows)?.flatten_all()?;
+                let l = model
+                    .unembed_rows(&hr.i((.., 0..1))?, &rows)?
+                    .flatten_all()?;
                 match p.contrast {
                     Some(_) => (l.i(0)? - l.i(1)?)?,
                     None => l.i(0)?,
@@ -216,7 +220,12 @@ fn argmax(v: &[f32]) -> usize {
 
 /// Forward embeddings `[B, s, d]` with `rules`, backward from the summed objective.
 /// Returns (gradient wrt the embeddings `[B, s, d]`, objective values, target id).
-fn gradient(m: &LoadedModel, embeds: &Tensor, p: &Plan, rules: GimRules) -> Result<(Tensor, Vec<f64>, u32)> {
+fn gradient(
+    m: &LoadedModel,
+    embeds: &Tensor,
+    p: &Plan,
+    rules: GimRules,
+) -> Result<(Tensor, Vec<f64>, u32)> {
     let var = Var::from_tensor(embeds)?;
     let mut opts = ForwardOpts {
         rules,
@@ -226,10 +235,9 @@ fn gradient(m: &LoadedModel, embeds: &Tensor, p: &Plan, rules: GimRules) -> Resu
     let h = m.model.forward_hidden(var.as_tensor(), &mut opts)?;
     let (vals, target) = objective(m, &h, p)?;
     let grads = vals.sum_all()?.backward()?;
-    let g = grads
-        .get(var.as_tensor())
-        .cloned()
-        .ok_or_else(|| GimError::input("internal error: no gradient reached the input embeddings"))?;
+    let g = grads.get(var.as_tensor()).cloned().ok_or_else(|| {
+        GimError::input("internal error: no gradient reached the input embeddings")
+    })?;
     let v: Vec<f64> = vals.to_dtype(DType::F64)?.to_vec1()?;
     Ok((g, v, target))
 }
@@ -256,7 +264,10 @@ fn values(m: &LoadedModel, rows: &[Vec<u32>], p: &Plan, chunk: usize) -> Result<
 fn dot_last(g: &Tensor, delta: &Tensor) -> Result<Vec<f64>> {
     let g = g.to_dtype(DType::F64)?;
     let d = delta.to_dtype(DType::F64)?;
-    Ok(g.broadcast_mul(&d)?.sum(D::Minus1)?.flatten_all()?.to_vec1()?)
+    Ok(g.broadcast_mul(&d)?
+        .sum(D::Minus1)?
+        .flatten_all()?
+        .to_vec1()?)
 }
 
 fn baseline_embeds(m: &LoadedModel, p: &Plan, like: &Tensor) -> Result<Tensor> {
@@ -279,7 +290,9 @@ fn splitmix(state: &mut u64) -> u64 {
 pub fn attribute(m: &LoadedModel, req: &AttributeRequest) -> Result<Attribution> {
     req.rules.validate()?;
     if req.method == Method::IntegratedGradients && req.ig_steps == 0 {
-        return Err(GimError::input("integrated gradients needs at least 1 step"));
+        return Err(GimError::input(
+            "integrated gradients needs at least 1 step",
+        ));
     }
     let p = plan(m, req)?;
     let model = &m.model;
@@ -316,7 +329,8 @@ pub fn attribute(m: &LoadedModel, req: &AttributeRequest) -> Result<Attribution>
             while k0 < n {
                 let k1 = (k0 + chunk).min(n);
                 let alphas: Vec<f32> = (k0..k1).map(|k| (k as f32 + 0.5) / n as f32).collect();
-                let a = Tensor::from_vec(alphas, (k1 - k0, 1, 1), &model.device)?.to_dtype(x.dtype())?;
+                let a = Tensor::from_vec(alphas, (k1 - k0, 1, 1), &model.device)?
+                    .to_dtype(x.dtype())?;
                 let batch = base.broadcast_add(&delta.broadcast_mul(&a)?)?;
                 let (g, _, _) = gradient(m, &batch, &fixed, GimRules::off())?;
                 let gs = g.sum_keepdim(0)?;
@@ -397,18 +411,36 @@ pub fn attribute_many(
     let batchable = |r: &AttributeRequest| {
         matches!(
             r.method,
-            Method::Gim | Method::Gradient | Method::FreezeNormOnly | Method::SoftmaxTOnly | Method::QkvOnly | Method::GateUpOnly
+            Method::Gim
+                | Method::Gradient
+                | Method::FreezeNormOnly
+                | Method::SoftmaxTOnly
+                | Method::QkvOnly
+                | Method::GateUpOnly
         ) && r.position.is_none()
     };
     let idx: Vec<usize> = (0..reqs.len()).collect();
     for chunk in idx.chunks(batch_size.max(1)) {
-        let plans: Vec<(usize, Result<Plan>)> = chunk.iter().map(|&i| (i, plan(m, &reqs[i]))).collect();
+        let plans: Vec<(usize, Result<Plan>)> =
+            chunk.iter().map(|&i| (i, plan(m, &reqs[i]))).collect();
         let same = chunk.iter().all(|&i| {
-            batchable(&reqs[i]) && reqs[i].method == reqs[chunk[0]].method && reqs[i].rules == reqs[chunk[0]].rules
-        }) && plans.iter().all(|(_, p)| p.as_ref().map(|p| p.positions.len() == 1).unwrap_or(false));
+            batchable(&reqs[i])
+                && reqs[i].method == reqs[chunk[0]].method
+                && reqs[i].rules == reqs[chunk[0]].rules
+        }) && plans
+            .iter()
+            .all(|(_, p)| p.as_ref().map(|p| p.positions.len() == 1).unwrap_or(false));
         if same && chunk.len() > 1 {
-            let ok: Vec<(usize, Plan)> = plans.into_iter().filter_map(|(i, p)| p.ok().map(|p| (i, p))).collect();
-            match batched(m, &ok, reqs[chunk[0]].method.rules(&reqs[chunk[0]].rules), &reqs[chunk[0]]) {
+            let ok: Vec<(usize, Plan)> = plans
+                .into_iter()
+                .filter_map(|(i, p)| p.ok().map(|p| (i, p)))
+                .collect();
+            match batched(
+                m,
+                &ok,
+                reqs[chunk[0]].method.rules(&reqs[chunk[0]].rules),
+                &reqs[chunk[0]],
+            ) {
                 Ok(results) => {
                     for (i, r) in results {
                         out[i] = Some(Ok(r));
@@ -436,7 +468,12 @@ pub fn attribute_many(
 }
 
 /// One left-padded batch of single-position gradient attributions.
-fn batched(m: &LoadedModel, plans: &[(usize, Plan)], rules: GimRules, proto: &AttributeRequest) -> Result<Vec<(usize, Attribution)>> {
+fn batched(
+    m: &LoadedModel,
+    plans: &[(usize, Plan)],
+    rules: GimRules,
+    proto: &AttributeRequest,
+) -> Result<Vec<(usize, Attribution)>> {
     let model = &m.model;
     let s = plans.iter().map(|(_, p)| p.ids.len()).max().unwrap_or(0);
     let pad_id = plans[0].1.baseline_id.unwrap_or(0);
@@ -469,10 +506,9 @@ fn batched(m: &LoadedModel, plans: &[(usize, Plan)], rules: GimRules, proto: &At
     }
     let vals = Tensor::cat(&vals, 0)?;
     let grads = vals.sum_all()?.backward()?;
-    let g = grads
-        .get(var.as_tensor())
-        .cloned()
-        .ok_or_else(|| GimError::input("internal error: no gradient reached the input embeddings"))?;
+    let g = grads.get(var.as_tensor()).cloned().ok_or_else(|| {
+        GimError::input("internal error: no gradient reached the input embeddings")
+    })?;
     let v: Vec<f64> = vals.to_dtype(DType::F64)?.to_vec1()?;
     let mut out = Vec::new();
     for (r, (i, p)) in plans.iter().enumerate() {

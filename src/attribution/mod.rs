@@ -77,7 +77,11 @@ impl Method {
                 None => {
                     return Err(GimError::input(format!(
                         "unknown method `{s}` (choose from {})",
-                        Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+                        Method::ALL
+                            .iter()
+                            .map(|m| m.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )))
                 }
             },

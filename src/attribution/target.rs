@@ -28,7 +28,9 @@ impl Objective {
         match s.trim() {
             "logit" => Ok(Objective::Logit),
             "logprob" | "log-prob" | "log_prob" => Ok(Objective::LogProb),
-            other => Err(GimError::input(format!("unknown objective `{other}` (use logit or logprob)"))),
+            other => Err(GimError::input(format!(
+                "unknown objective `{other}` (use logit or logprob)"
+            ))),
         }
     }
     pub fn name(&self) -> &'static str {
@@ -42,7 +44,9 @@ impl Objective {
 /// Tokens of a target text (no special tokens); errors when it is empty or unknown.
 pub fn text_ids(tok: &Tok, text: &str, what: &str) -> Result<Vec<u32>> {
     if text.is_empty() {
-        return Err(GimError::input(format!("the {what} text is empty; give a token such as \" Paris\"")));
+        return Err(GimError::input(format!(
+            "the {what} text is empty; give a token such as \" Paris\""
+        )));
     }
     let ids = tok.encode(text, false)?;
     if ids.is_empty() {

@@ -11,7 +11,12 @@ pub struct Args {
     #[arg(long)]
     pub model: String,
     /// Comma-separated token ids.
-    #[arg(long, value_delimiter = ',', conflicts_with = "prompt", required_unless_present = "prompt")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "prompt",
+        required_unless_present = "prompt"
+    )]
     pub ids: Option<Vec<u32>>,
     /// Prompt text (tokenized with the model's tokenizer, special tokens added).
     #[arg(long)]
@@ -44,7 +49,11 @@ struct LogitsOut {
 }
 
 /// Token ids from `--ids` or `--prompt`.
-pub fn input_ids(m: &LoadedModel, ids: &Option<Vec<u32>>, prompt: &Option<String>) -> crate::Result<Vec<u32>> {
+pub fn input_ids(
+    m: &LoadedModel,
+    ids: &Option<Vec<u32>>,
+    prompt: &Option<String>,
+) -> crate::Result<Vec<u32>> {
     match (ids, prompt) {
         (Some(ids), _) => Ok(ids.clone()),
         (None, Some(p)) => m.tok.encode(p, true),
@@ -64,7 +73,9 @@ pub fn open(model: &str, dtype: &str, device: &str) -> crate::Result<LoadedModel
 pub fn run(a: Args) -> crate::Result<()> {
     let m = open(&a.model, &a.dtype, &a.device)?;
     let ids = input_ids(&m, &a.ids, &a.prompt)?;
-    let logits = m.model.logits(std::slice::from_ref(&ids), Positions::Last)?;
+    let logits = m
+        .model
+        .logits(std::slice::from_ref(&ids), Positions::Last)?;
     let v: Vec<f64> = logits
         .flatten_all()?
         .to_dtype(candle_core::DType::F64)?
@@ -88,7 +99,10 @@ pub fn run(a: Args) -> crate::Result<()> {
         top,
     };
     if a.json {
-        println!("{}", serde_json::to_string(&out).map_err(|e| crate::GimError::Io(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string(&out).map_err(|e| crate::GimError::Io(e.to_string()))?
+        );
     } else {
         println!("model_type: {}", out.model_type);
         println!("tokens:     {:?}", out.tokens);

@@ -1,6 +1,7 @@
 //! The `gim` command line: one file per subcommand.
 
-mod logits;
+pub mod attribute;
+pub mod logits;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Last-position logits of a prompt (parity checks, quick looks).
     Logits(logits::Args),
+    /// Token attributions with GIM or a comparison method.
+    Attribute(attribute::Args),
 }
 
 /// Run the CLI; errors are one line on stderr and a non-zero exit.
@@ -23,6 +26,7 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Logits(a) => logits::run(a),
+        Command::Attribute(a) => attribute::run(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -97,7 +97,9 @@ impl ModelConfig {
     pub fn from_hf(v: &Value) -> Result<Self> {
         let c = Cfg(v);
         let model_type = c.str("model_type").ok_or_else(|| {
-            GimError::Config("config.json has no `model_type`; is this a transformers checkpoint?".into())
+            GimError::Config(
+                "config.json has no `model_type`; is this a transformers checkpoint?".into(),
+            )
         })?;
         if !SUPPORTED.contains(&model_type.as_str()) {
             return Err(GimError::Unsupported(format!(
@@ -173,7 +175,8 @@ fn gpt2(c: &Cfg) -> Result<ModelConfig> {
     }
     if c.bool("add_cross_attention") == Some(true) {
         return Err(GimError::Unsupported(
-            "gpt2 config field `add_cross_attention: true` (encoder-decoder) is not supported".into(),
+            "gpt2 config field `add_cross_attention: true` (encoder-decoder) is not supported"
+                .into(),
         ));
     }
     let scale = if c.bool("scale_attn_weights").unwrap_or(true) {
@@ -182,7 +185,9 @@ fn gpt2(c: &Cfg) -> Result<ModelConfig> {
         1.0
     };
     if d % h != 0 {
-        return Err(GimError::Config(format!("n_embd {d} is not divisible by n_head {h}")));
+        return Err(GimError::Config(format!(
+            "n_embd {d} is not divisible by n_head {h}"
+        )));
     }
     Ok(ModelConfig {
         model_type: "gpt2".into(),
@@ -202,7 +207,10 @@ fn gpt2(c: &Cfg) -> Result<ModelConfig> {
         o_bias: true,
         mlp_bias: true,
         gated_mlp: false,
-        act: activation(&c.str("activation_function").unwrap_or_else(|| "gelu_new".into()))?,
+        act: activation(
+            &c.str("activation_function")
+                .unwrap_or_else(|| "gelu_new".into()),
+        )?,
         qk_norm: false,
         post_norms: false,
         embed_scale: None,
@@ -285,7 +293,10 @@ fn rope(c: &Cfg, d_head: usize, model_type: &str) -> Result<Positional> {
             )))
         }
     }
-    Ok(Positional::Rotary { rotary_dim, inv_freq })
+    Ok(Positional::Rotary {
+        rotary_dim,
+        inv_freq,
+    })
 }
 
 fn decoder(c: &Cfg, model_type: &str) -> Result<ModelConfig> {
@@ -303,7 +314,13 @@ fn decoder(c: &Cfg, model_type: &str) -> Result<ModelConfig> {
     let act_name = c
         .str("hidden_activation")
         .or_else(|| c.str("hidden_act"))
-        .unwrap_or_else(|| if is_gemma { "gelu_pytorch_tanh".into() } else { "silu".into() });
+        .unwrap_or_else(|| {
+            if is_gemma {
+                "gelu_pytorch_tanh".into()
+            } else {
+                "silu".into()
+            }
+        });
     // Gemma v1 checkpoints say `gelu` but transformers runs the tanh approximation.
     let act = if model_type == "gemma" && act_name == "gelu" {
         Activation::GeluTanh
@@ -311,7 +328,9 @@ fn decoder(c: &Cfg, model_type: &str) -> Result<ModelConfig> {
         activation(&act_name)?
     };
     if c.bool("mlp_bias") == Some(true) && model_type != "llama" {
-        return Err(GimError::Unsupported(format!("{model_type}: `mlp_bias: true` is not supported")));
+        return Err(GimError::Unsupported(format!(
+            "{model_type}: `mlp_bias: true` is not supported"
+        )));
     }
     if c.usize("pretraining_tp").unwrap_or(1) != 1 {
         // Only changes summation order in transformers; harmless, but say nothing.
@@ -323,8 +342,11 @@ fn decoder(c: &Cfg, model_type: &str) -> Result<ModelConfig> {
     }
     let window = c.usize("sliding_window");
     let layer_types: Option<Vec<String>> = c.get("layer_types").and_then(|v| {
-        v.as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        v.as_array().map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
     });
     let sliding_window: Vec<Option<usize>> = match (&layer_types, model_type) {
         (Some(types), _) => {
@@ -351,13 +373,25 @@ fn decoder(c: &Cfg, model_type: &str) -> Result<ModelConfig> {
             out
         }
         (None, "gemma2") => (0..n_layers)
-            .map(|i| if i % 2 == 0 { window.or(Some(4096)) } else { None })
+            .map(|i| {
+                if i % 2 == 0 {
+                    window.or(Some(4096))
+                } else {
+                    None
+                }
+            })
             .collect(),
         (None, "qwen2") | (None, "qwen3") => {
             let use_sw = c.bool("use_sliding_window").unwrap_or(false);
             let max_window_layers = c.usize("max_window_layers").unwrap_or(n_layers);
             (0..n_layers)
-                .map(|i| if use_sw && i >= max_window_layers { window } else { None })
+                .map(|i| {
+                    if use_sw && i >= max_window_layers {
+                        window
+                    } else {
+                        None
+                    }
+                })
                 .collect()
         }
         (None, "mistral") | (None, "phi3") => vec![window; n_layers],
@@ -368,7 +402,10 @@ fn decoder(c: &Cfg, model_type: &str) -> Result<ModelConfig> {
         _ => 1.0 / (d_head as f64).sqrt(),
     };
     let (attn_softcap, final_softcap) = if model_type == "gemma2" {
-        (c.f64("attn_logit_softcapping"), c.f64("final_logit_softcapping"))
+        (
+            c.f64("attn_logit_softcapping"),
+            c.f64("final_logit_softcapping"),
+        )
     } else {
         (None, None)
     };
@@ -397,7 +434,11 @@ fn decoder(c: &Cfg, model_type: &str) -> Result<ModelConfig> {
         act,
         qk_norm: model_type == "qwen3",
         post_norms: model_type == "gemma2",
-        embed_scale: if is_gemma { Some((d as f64).sqrt()) } else { None },
+        embed_scale: if is_gemma {
+            Some((d as f64).sqrt())
+        } else {
+            None
+        },
         attn_scale,
         attn_softcap,
         final_softcap,

@@ -224,10 +224,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         compute(&x2)?
     } else {
         let value = compute(&x2.detach())?;
-        x2.apply_op2(
-            &value,
-            Attach(Attached::ConstLinear { weight: w.clone() }),
-        )?
+        x2.apply_op2(&value, Attach(Attached::ConstLinear { weight: w.clone() }))?
     };
     y.reshape(out_dims)
 }

@@ -95,7 +95,11 @@ impl GimRules {
                 if !x.is_finite() || x < 0.0 || (!allow_zero && x == 0.0) {
                     return Err(GimError::input(format!(
                         "{name} must be a finite {} number, got {x}",
-                        if allow_zero { "non-negative" } else { "positive" }
+                        if allow_zero {
+                            "non-negative"
+                        } else {
+                            "positive"
+                        }
                     )));
                 }
             }

@@ -86,7 +86,9 @@ impl Transformer {
         let b = ids.len();
         let s = ids.first().map(|r| r.len()).unwrap_or(0);
         if ids.iter().any(|r| r.len() != s) {
-            return Err(GimError::input("all rows of a batch must have the same length"));
+            return Err(GimError::input(
+                "all rows of a batch must have the same length",
+            ));
         }
         for &id in ids.iter().flatten() {
             if id as usize >= self.cfg.vocab_size {
@@ -98,7 +100,11 @@ impl Transformer {
         }
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
         let t = Tensor::from_vec(flat, b * s, &self.device)?;
-        Ok(self.w.embed.index_select(&t, 0)?.reshape((b, s, self.cfg.d_model))?)
+        Ok(self
+            .w
+            .embed
+            .index_select(&t, 0)?
+            .reshape((b, s, self.cfg.d_model))?)
     }
 
     /// Forward from token embeddings `[b, s, d]` to the final-norm hidden state at the
@@ -107,10 +113,15 @@ impl Transformer {
         let cfg = &self.cfg;
         let (b, s, d) = tok_embeds.dims3()?;
         if d != cfg.d_model {
-            return Err(GimError::input(format!("embedding width {d} != d_model {}", cfg.d_model)));
+            return Err(GimError::input(format!(
+                "embedding width {d} != d_model {}",
+                cfg.d_model
+            )));
         }
         if s == 0 {
-            return Err(GimError::input("the prompt is empty: give at least one token"));
+            return Err(GimError::input(
+                "the prompt is empty: give at least one token",
+            ));
         }
         if s > cfg.n_ctx {
             return Err(GimError::input(format!(
@@ -149,9 +160,20 @@ impl Transformer {
             Positional::Rotary {
                 rotary_dim,
                 inv_freq,
-            } => Some(Rope::new(&positions, inv_freq, *rotary_dim, x.dtype(), &self.device)?),
+            } => Some(Rope::new(
+                &positions,
+                inv_freq,
+                *rotary_dim,
+                x.dtype(),
+                &self.device,
+            )?),
         };
-        let masks = Masks::new(cfg, &positions, opts.attention_mask.as_deref(), &self.device)?;
+        let masks = Masks::new(
+            cfg,
+            &positions,
+            opts.attention_mask.as_deref(),
+            &self.device,
+        )?;
         for (l, blk) in self.w.blocks.iter().enumerate() {
             x = block(&mut cx, l, blk, x, rope.as_ref(), masks.for_layer(l))?;
         }
@@ -164,7 +186,11 @@ impl Transformer {
                         "position {p} is out of range for a prompt of {s} tokens"
                     )));
                 }
-                let idx = Tensor::from_vec(ps.iter().map(|&p| p as u32).collect::<Vec<_>>(), ps.len(), &self.device)?;
+                let idx = Tensor::from_vec(
+                    ps.iter().map(|&p| p as u32).collect::<Vec<_>>(),
+                    ps.len(),
+                    &self.device,
+                )?;
                 x.index_select(&idx, 1)?
             }
         };
@@ -217,7 +243,9 @@ fn position_ids(b: usize, s: usize, mask: Option<&[Vec<u8>]>) -> Result<Vec<Vec<
         None => Ok(vec![(0..s).collect(); b]),
         Some(m) => {
             if m.len() != b || m.iter().any(|r| r.len() != s) {
-                return Err(GimError::input("attention mask shape does not match the batch"));
+                return Err(GimError::input(
+                    "attention mask shape does not match the batch",
+                ));
             }
             Ok(m.iter()
                 .map(|row| {
@@ -265,7 +293,10 @@ impl Masks {
                         }
                     }
                     // A padding query row would otherwise attend to nothing (NaN): let it see itself.
-                    if m[r * s * s + q * s..r * s * s + q * s + s].iter().all(|&v| v == 0) {
+                    if m[r * s * s + q * s..r * s * s + q * s + s]
+                        .iter()
+                        .all(|&v| v == 0)
+                    {
                         m[r * s * s + q * s + q] = 1;
                     }
                 }
@@ -336,7 +367,11 @@ impl Rope {
         }
         let cos = Tensor::from_vec(cos, (b, s, 1, rotary_dim), dev)?.to_dtype(dtype)?;
         let sin = Tensor::from_vec(sin, (b, s, 1, rotary_dim), dev)?.to_dtype(dtype)?;
-        Ok(Rope { cos, sin, rotary_dim })
+        Ok(Rope {
+            cos,
+            sin,
+            rotary_dim,
+        })
     }
 
     /// Rotate-half RoPE on `[b, s, heads, d_head]`.
@@ -344,7 +379,10 @@ impl Rope {
         let dh = x.dim(D::Minus1)?;
         let r = self.rotary_dim;
         let (rot, pass) = if r < dh {
-            (x.narrow(D::Minus1, 0, r)?, Some(x.narrow(D::Minus1, r, dh - r)?))
+            (
+                x.narrow(D::Minus1, 0, r)?,
+                Some(x.narrow(D::Minus1, r, dh - r)?),
+            )
         } else {
             (x.clone(), None)
         };
@@ -362,7 +400,11 @@ impl Rope {
 /// LayerNorm / RMSNorm over the last dim, statistics in f32; `freeze` detaches the statistic.
 fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Result<Tensor> {
     let dtype = x.dtype();
-    let xf = if dtype == DType::F64 { x.clone() } else { x.to_dtype(DType::F32)? };
+    let xf = if dtype == DType::F64 {
+        x.clone()
+    } else {
+        x.to_dtype(DType::F32)?
+    };
     let eps = cfg.norm_eps;
     let y = match cfg.norm {
         NormKind::RmsNorm => {
@@ -377,7 +419,9 @@ fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Result<Tensor
                 let scale = (w.w.to_dtype(xf.dtype())? + 1.0)?;
                 normed.broadcast_mul(&scale)?.to_dtype(dtype)?
             } else {
-                normed.to_dtype(dtype)?.broadcast_mul(&w.w.to_dtype(dtype)?)?
+                normed
+                    .to_dtype(dtype)?
+                    .broadcast_mul(&w.w.to_dtype(dtype)?)?
             }
         }
         NormKind::LayerNorm => {
@@ -487,7 +531,10 @@ fn attention(
     let (q, k, v) = if cx.split {
         // One residual copy per query head for q, and per key/value head for k and v.
         let rep = |p: HookPoint, n: usize, cx: &mut Ctx| -> Result<Tensor> {
-            let x = resid.unsqueeze(2)?.broadcast_as((b, s, n, d))?.contiguous()?;
+            let x = resid
+                .unsqueeze(2)?
+                .broadcast_as((b, s, n, d))?
+                .contiguous()?;
             let x = cx.hook(p, x)?;
             norm(cfg, &w.ln1, &x, freeze)
         };
@@ -535,7 +582,9 @@ fn attention(
     let min = Tensor::new(min_value(scores.dtype()), &scores.device().clone())?
         .to_dtype(scores.dtype())?
         .broadcast_as(scores.shape())?;
-    let scores = mask.broadcast_as(scores.shape())?.where_cond(&scores, &min)?;
+    let scores = mask
+        .broadcast_as(scores.shape())?
+        .where_cond(&scores, &min)?;
     let scores = cx.hook(HookPoint::AttnScores(l), scores)?;
     let pattern = tempered_softmax(&scores, cx.rules.temperature())?;
     let pattern = cx.hook(HookPoint::Pattern(l), pattern)?;
@@ -550,8 +599,7 @@ fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
         return Ok(x.contiguous()?);
     }
     let (b, kv, s, dh) = x.dims4()?;
-    Ok(x
-        .unsqueeze(2)?
+    Ok(x.unsqueeze(2)?
         .broadcast_as((b, kv, n_rep, s, dh))?
         .contiguous()?
         .reshape((b, kv * n_rep, s, dh))?)

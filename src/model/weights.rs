@@ -137,7 +137,13 @@ pub fn load_weights(
         dtype,
         device,
     };
-    let (d, h, kv, dh, f) = (cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_mlp);
+    let (d, h, kv, dh, f) = (
+        cfg.d_model,
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        cfg.d_head,
+        cfg.d_mlp,
+    );
     let rms = NormKind::RmsNorm;
     let embed = ld.raw("embed_tokens.weight", &[cfg.vocab_size, d])?;
     let mut blocks = Vec::with_capacity(cfg.n_layers);
@@ -236,7 +242,12 @@ pub fn load_weights(
 }
 
 /// GPT-2: Conv1D weights are stored `[in, out]`; keys with or without the `transformer.` prefix.
-fn gpt2(cfg: &ModelConfig, src: &dyn TensorSource, dtype: DType, device: &Device) -> Result<Weights> {
+fn gpt2(
+    cfg: &ModelConfig,
+    src: &dyn TensorSource,
+    dtype: DType,
+    device: &Device,
+) -> Result<Weights> {
     let prefix = if src.contains("transformer.wte.weight") {
         "transformer."
     } else {
@@ -253,7 +264,10 @@ fn gpt2(cfg: &ModelConfig, src: &dyn TensorSource, dtype: DType, device: &Device
     let ln = NormKind::LayerNorm;
     let conv = |name: &str, inp: usize, out: usize| -> Result<LinearW> {
         Ok(LinearW {
-            w: ld.raw(&format!("{name}.weight"), &[inp, out])?.t()?.contiguous()?,
+            w: ld
+                .raw(&format!("{name}.weight"), &[inp, out])?
+                .t()?
+                .contiguous()?,
             b: Some(ld.raw(&format!("{name}.bias"), &[out])?),
         })
     };

@@ -57,12 +57,18 @@ impl Session {
 
     /// Run one magic line (the text after `%gim`). Progress and intermediate pictures go to
     /// `out`; the returned bundle (if any) is the cell's result.
-    pub fn run_magic(&mut self, line: &str, _out: &mut dyn Output) -> Result<Option<MimeBundle>, MagicError> {
+    pub fn run_magic(
+        &mut self,
+        line: &str,
+        _out: &mut dyn Output,
+    ) -> Result<Option<MimeBundle>, MagicError> {
         let line = line.trim();
         let cmd = line.split_whitespace().next().unwrap_or("help");
         match cmd {
             "help" => Ok(Some(MimeBundle::text("%gim magics: help, demo"))),
-            "demo" => Ok(Some(MimeBundle::text("demo").with("text/html", "<b>demo</b>"))),
+            "demo" => Ok(Some(
+                MimeBundle::text("demo").with("text/html", "<b>demo</b>"),
+            )),
             other => Err(MagicError {
                 message: format!("unknown magic `{other}`; `%gim help` lists them"),
                 usage: "%gim <command> [args]".into(),
@@ -73,7 +79,10 @@ impl Session {
     /// Completions for a magic line; `cursor` is a byte offset into `line`.
     pub fn complete(&self, line: &str, cursor: usize) -> Completion {
         let before = &line[..cursor.min(line.len())];
-        let word_start = before.rfind(char::is_whitespace).map(|i| i + 1).unwrap_or(0);
+        let word_start = before
+            .rfind(char::is_whitespace)
+            .map(|i| i + 1)
+            .unwrap_or(0);
         let word = &before[word_start..];
         let matches = ["help", "demo"]
             .iter()

@@ -24,7 +24,10 @@ impl MimeBundle {
     }
 
     pub fn plain(&self) -> &str {
-        self.data.get("text/plain").and_then(|v| v.as_str()).unwrap_or("")
+        self.data
+            .get("text/plain")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
     }
 }
 

@@ -1,0 +1,272 @@
+//! `gim attribute`: token attributions (GIM and comparison methods) from the command line.
+
+use std::io::{BufRead, Write};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+
+use super::logits::{input_ids, open};
+use crate::attribution::{
+    attribute, attribute_many, AttributeRequest, Attribution, Baseline, Method, Objective,
+    TargetSpec,
+};
+use crate::error::{GimError, Result};
+use crate::loader::LoadedModel;
+use crate::model::GimRules;
+
+/// GIM settings as flags (shared by `attribute` and other commands).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RuleArgs {
+    /// Turn off norm freezing.
+    #[arg(long)]
+    pub no_freeze_norm: bool,
+    /// Attention-softmax backward temperature (1 = off).
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
+    pub softmax_temperature: f64,
+    /// Gradient scale on queries.
+    #[arg(long, default_value_t = 0.25, allow_negative_numbers = true)]
+    pub q_scale: f64,
+    /// Gradient scale on keys.
+    #[arg(long, default_value_t = 0.25, allow_negative_numbers = true)]
+    pub k_scale: f64,
+    /// Gradient scale on values.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub v_scale: f64,
+    /// Gradient scale on the gate projection of gated MLPs.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub gate_scale: f64,
+    /// Gradient scale on the up projection of gated MLPs.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub up_scale: f64,
+}
+
+impl RuleArgs {
+    pub fn rules(&self) -> Result<GimRules> {
+        let r = GimRules {
+            freeze_norm: !self.no_freeze_norm,
+            softmax_temperature: Some(self.softmax_temperature),
+            q_scale: Some(self.q_scale),
+            k_scale: Some(self.k_scale),
+            v_scale: Some(self.v_scale),
+            gate_scale: Some(self.gate_scale),
+            up_scale: Some(self.up_scale),
+        };
+        r.validate()?;
+        Ok(r)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model folder, embedded toy name (toy-ioi) or Hugging Face repo id (org/name[@rev]).
+    #[arg(long)]
+    pub model: String,
+    /// Comma-separated input token ids.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["prompt", "batch"])]
+    pub ids: Option<Vec<u32>>,
+    /// Prompt text.
+    #[arg(long, conflicts_with = "batch")]
+    pub prompt: Option<String>,
+    /// JSONL file with one {"prompt":..,"target":..,"contrast":..} per line; results as JSONL.
+    #[arg(long)]
+    pub batch: Option<String>,
+    /// Where batch results go (default: stdout).
+    #[arg(long, requires = "batch")]
+    pub out: Option<String>,
+    /// Prompts per batch through the model.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Target token id (default: the model's top prediction).
+    #[arg(long, conflicts_with = "target")]
+    pub target_id: Option<u32>,
+    /// Target text, e.g. " Paris" (several tokens: teacher-forced log-probability).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Foil token id: attribute logit(target) − logit(foil).
+    #[arg(long, conflicts_with = "contrast")]
+    pub contrast_id: Option<u32>,
+    /// Foil text, e.g. " London".
+    #[arg(long)]
+    pub contrast: Option<String>,
+    /// Position whose prediction is explained (default: last; negative counts from the end).
+    #[arg(long, allow_negative_numbers = true)]
+    pub position: Option<i64>,
+    /// Baseline token id (default: the " " token, else pad, else unk).
+    #[arg(long, conflicts_with_all = ["baseline", "zero_baseline"])]
+    pub baseline_id: Option<u32>,
+    /// Baseline token text (must be one token).
+    #[arg(long, conflicts_with = "zero_baseline")]
+    pub baseline: Option<String>,
+    /// Use the zero embedding as the baseline.
+    #[arg(long)]
+    pub zero_baseline: bool,
+    /// gim, gradient, grad-x-input, integrated-gradients, occlusion, random, freeze-norm-only,
+    /// softmax-t-only, qkv-only, gate-up-only.
+    #[arg(long, default_value = "gim")]
+    pub method: String,
+    /// Attribute the log-probability instead of the logit.
+    #[arg(long)]
+    pub logprob: bool,
+    /// Integrated-gradients steps.
+    #[arg(long, default_value_t = 32)]
+    pub steps: usize,
+    /// Seed of the `random` method.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Deserialize)]
+struct BatchLine {
+    prompt: String,
+    target: Option<String>,
+    target_id: Option<u32>,
+    contrast: Option<String>,
+    contrast_id: Option<u32>,
+}
+
+fn base_request(a: &Args, ids: Vec<u32>) -> Result<AttributeRequest> {
+    let mut r = AttributeRequest::new(ids);
+    r.method = Method::parse(&a.method)?;
+    r.rules = a.rules.rules()?;
+    r.position = a.position;
+    r.objective = if a.logprob {
+        Objective::LogProb
+    } else {
+        Objective::Logit
+    };
+    r.baseline = match (&a.baseline_id, &a.baseline, a.zero_baseline) {
+        (Some(id), _, _) => Baseline::Id(*id),
+        (None, Some(t), _) => Baseline::Text(t.clone()),
+        (None, None, true) => Baseline::Zero,
+        _ => Baseline::Default,
+    };
+    r.ig_steps = a.steps;
+    r.seed = a.seed;
+    Ok(r)
+}
+
+fn spec(id: Option<u32>, text: &Option<String>) -> Option<TargetSpec> {
+    match (id, text) {
+        (Some(i), _) => Some(TargetSpec::Id(i)),
+        (None, Some(t)) => Some(TargetSpec::Text(t.clone())),
+        _ => None,
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let m = open(&a.model, &a.dtype, &a.device)?;
+    if let Some(path) = &a.batch {
+        return run_batch(&a, &m, path);
+    }
+    if a.ids.is_none() && a.prompt.is_none() {
+        return Err(GimError::input("give --prompt, --ids or --batch"));
+    }
+    let ids = input_ids(&m, &a.ids, &a.prompt)?;
+    let mut req = base_request(&a, ids)?;
+    req.target = spec(a.target_id, &a.target).unwrap_or(TargetSpec::Argmax);
+    req.contrast = spec(a.contrast_id, &a.contrast);
+    let res = attribute(&m, &req)?;
+    if a.json {
+        println!("{}", to_json(&res)?);
+    } else {
+        print_table(&res);
+    }
+    Ok(())
+}
+
+fn to_json(r: &Attribution) -> Result<String> {
+    serde_json::to_string(r).map_err(|e| GimError::Io(e.to_string()))
+}
+
+/// A short text table of an attribution.
+pub fn print_table(r: &Attribution) {
+    println!("{}", table(r));
+}
+
+pub fn table(r: &Attribution) -> String {
+    let mut s = format!(
+        "{} attribution of {:?} (id {}){} at position {} — {} = {:.4}\n",
+        r.method,
+        r.target,
+        r.target_id,
+        r.contrast
+            .as_ref()
+            .map(|c| format!(" vs {c:?}"))
+            .unwrap_or_default(),
+        r.position,
+        r.objective,
+        r.target_logit
+    );
+    for (i, (t, v)) in r.tokens.iter().zip(&r.attributions).enumerate() {
+        s.push_str(&format!("{i:>4}  {:<20} {v:>+10.5}\n", format!("{t:?}")));
+    }
+    if let Some(n) = &r.note {
+        s.push_str(&format!("note: {n}\n"));
+    }
+    s
+}
+
+fn run_batch(a: &Args, m: &LoadedModel, path: &str) -> Result<()> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| GimError::input(format!("cannot open {path}: {e}")))?;
+    let mut reqs = Vec::new();
+    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| GimError::input(format!("cannot read {path}: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let b: BatchLine = serde_json::from_str(&line).map_err(|e| {
+            GimError::input(format!(
+                "{path} line {}: not a {{\"prompt\":..}} JSON object ({e})",
+                n + 1
+            ))
+        })?;
+        let ids = m.tok.encode(&b.prompt, true)?;
+        let mut r = base_request(a, ids)?;
+        r.target = spec(b.target_id, &b.target).unwrap_or(TargetSpec::Argmax);
+        r.contrast = spec(b.contrast_id, &b.contrast);
+        reqs.push(r);
+    }
+    let bar = ProgressBar::new(reqs.len() as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} prompts {elapsed} eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    let results = attribute_many(m, &reqs, a.batch_size, |done| bar.set_position(done as u64));
+    bar.finish_and_clear();
+    let mut sink: Box<dyn Write> = match &a.out {
+        Some(p) => Box::new(
+            std::fs::File::create(p)
+                .map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut failed = 0;
+    for (i, r) in results.into_iter().enumerate() {
+        let line = match r {
+            Ok(r) => to_json(&r)?,
+            Err(e) => {
+                failed += 1;
+                serde_json::json!({"line": i + 1, "error": e.to_string()}).to_string()
+            }
+        };
+        writeln!(sink, "{line}").map_err(|e| GimError::Io(e.to_string()))?;
+    }
+    if failed > 0 {
+        eprintln!(
+            "{failed} of {} prompts failed; see the error lines in the output",
+            reqs.len()
+        );
+    }
+    Ok(())
+}
