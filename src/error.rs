@@ -18,6 +18,8 @@ pub enum GimError {
     Tokenizer(String),
     #[error("{0}")]
     Io(String),
+    #[error("interrupted by the user")]
+    Interrupted,
 }
 
 pub type Result<T> = std::result::Result<T, GimError>;

@@ -247,6 +247,7 @@ fn values(m: &LoadedModel, rows: &[Vec<u32>], p: &Plan, chunk: usize) -> Result<
     let mut out = Vec::with_capacity(rows.len());
     let mut target = 0;
     for c in rows.chunks(chunk.max(1)) {
+        crate::interrupt::check()?;
         let e = m.model.embed_ids(c)?;
         let mut opts = ForwardOpts {
             positions: Positions::At(p.positions.clone()),
@@ -327,6 +328,7 @@ pub fn attribute(m: &LoadedModel, req: &AttributeRequest) -> Result<Attribution>
             let chunk = 16usize;
             let mut k0 = 0;
             while k0 < n {
+                crate::interrupt::check()?;
                 let k1 = (k0 + chunk).min(n);
                 let alphas: Vec<f32> = (k0..k1).map(|k| (k as f32 + 0.5) / n as f32).collect();
                 let a = Tensor::from_vec(alphas, (k1 - k0, 1, 1), &model.device)?
@@ -421,6 +423,9 @@ pub fn attribute_many(
     };
     let idx: Vec<usize> = (0..reqs.len()).collect();
     for chunk in idx.chunks(batch_size.max(1)) {
+        if crate::interrupt::requested() {
+            break;
+        }
         let plans: Vec<(usize, Result<Plan>)> =
             chunk.iter().map(|&i| (i, plan(m, &reqs[i]))).collect();
         let same = chunk.iter().all(|&i| {

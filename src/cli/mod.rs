@@ -1,7 +1,9 @@
 //! The `gim` command line: one file per subcommand.
 
 pub mod attribute;
+pub mod bench;
 pub mod logits;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +21,10 @@ pub enum Command {
     Logits(logits::Args),
     /// Token attributions with GIM or a comparison method.
     Attribute(attribute::Args),
+    /// Benchmark forward passes and attribution methods on random-weight models.
+    Bench(bench::Args),
+    /// Train a toy model with a known mechanism (induction, ioi).
+    Train(train::Args),
 }
 
 /// Run the CLI; errors are one line on stderr and a non-zero exit.
@@ -27,6 +33,8 @@ pub fn main() -> std::process::ExitCode {
     let r = match cli.command {
         Command::Logits(a) => logits::run(a),
         Command::Attribute(a) => attribute::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Train(a) => train::run(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod hooks;
+pub mod init;
 pub mod ops;
 pub mod rules;
 pub mod transformer;

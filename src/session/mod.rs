@@ -1,12 +1,21 @@
 //! The interactive session behind `%gim` magics: loaded models stay hot, settings persist,
 //! results are kept by name. Shared by the Jupyter kernel, the REPL and tests.
+//!
+//! Each magic is one file in `magics/` with its clap arguments, doc and run function.
 
+pub mod argv;
+pub mod magics;
 pub mod output;
+pub mod views;
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 pub use output::{MimeBundle, Output, Recorder};
 
+use crate::attribution::Method;
+use crate::error::GimError;
 use crate::loader::LoadedModel;
 use crate::model::GimRules;
 
@@ -31,28 +40,54 @@ pub struct Completion {
     pub cursor_end: usize,
 }
 
-/// Session state: models by name, the current one, GIM settings and saved results.
+/// Session-wide defaults, changed with `%gim config key=value`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub rules: GimRules,
+    /// default attribution method
+    pub method: Method,
+    pub ig_steps: usize,
+    pub seed: u64,
+    /// where `--png`/`--svg` files go in the REPL
+    pub out_dir: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rules: GimRules::gim(),
+            method: Method::Gim,
+            ig_steps: 32,
+            seed: 0,
+            out_dir: "gim-out".into(),
+        }
+    }
+}
+
+/// Session state: models by name, the current one, settings and saved results.
+#[derive(Default)]
 pub struct Session {
     pub models: BTreeMap<String, LoadedModel>,
     pub current: Option<String>,
-    pub rules: GimRules,
+    pub settings: Settings,
     pub vars: BTreeMap<String, serde_json::Value>,
-}
-
-impl Default for Session {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl Session {
     pub fn new() -> Self {
-        Session {
-            models: BTreeMap::new(),
-            current: None,
-            rules: GimRules::gim(),
-            vars: BTreeMap::new(),
-        }
+        Self::default()
+    }
+
+    /// The current model, or an error telling how to load one.
+    pub fn model(&self) -> Result<&LoadedModel, GimError> {
+        let name = self.current.as_ref().ok_or_else(|| {
+            GimError::input("no model is loaded: run `%gim load <folder|repo-id|toy-ioi>` first")
+        })?;
+        self.models.get(name).ok_or_else(|| {
+            GimError::input(format!(
+                "model `{name}` is not loaded; `%gim models` lists them"
+            ))
+        })
     }
 
     /// Run one magic line (the text after `%gim`). Progress and intermediate pictures go to
@@ -60,45 +95,26 @@ impl Session {
     pub fn run_magic(
         &mut self,
         line: &str,
-        _out: &mut dyn Output,
+        out: &mut dyn Output,
     ) -> Result<Option<MimeBundle>, MagicError> {
-        let line = line.trim();
-        let cmd = line.split_whitespace().next().unwrap_or("help");
-        match cmd {
-            "help" => Ok(Some(MimeBundle::text("%gim magics: help, demo"))),
-            "demo" => Ok(Some(
-                MimeBundle::text("demo").with("text/html", "<b>demo</b>"),
-            )),
-            other => Err(MagicError {
-                message: format!("unknown magic `{other}`; `%gim help` lists them"),
-                usage: "%gim <command> [args]".into(),
-            }),
-        }
+        crate::interrupt::clear();
+        let args = argv::split(line).map_err(|m| MagicError {
+            message: m,
+            usage: "%gim <command> [args]".into(),
+        })?;
+        let Some(name) = args.first() else {
+            return magics::run(self, "help", &["help".to_string()], out);
+        };
+        magics::run(self, &name.clone(), &args, out)
     }
 
-    /// Completions for a magic line; `cursor` is a byte offset into `line`.
+    /// Completions for a magic line (text after `%gim`); `cursor` is a byte offset into `line`.
     pub fn complete(&self, line: &str, cursor: usize) -> Completion {
-        let before = &line[..cursor.min(line.len())];
-        let word_start = before
-            .rfind(char::is_whitespace)
-            .map(|i| i + 1)
-            .unwrap_or(0);
-        let word = &before[word_start..];
-        let matches = ["help", "demo"]
-            .iter()
-            .filter(|c| c.starts_with(word))
-            .map(|c| c.to_string())
-            .collect();
-        Completion {
-            matches,
-            cursor_start: word_start,
-            cursor_end: cursor,
-        }
+        magics::complete(self, line, cursor)
     }
 
     /// Documentation for the word under the cursor of a magic line.
-    pub fn inspect(&self, line: &str, _cursor: usize) -> Option<MimeBundle> {
-        let _ = line;
-        None
+    pub fn inspect(&self, line: &str, cursor: usize) -> Option<MimeBundle> {
+        magics::inspect(self, line, cursor)
     }
 }

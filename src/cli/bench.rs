@@ -1,0 +1,64 @@
+//! `gim bench`: timings of forward passes and attribution methods, as ratios measured side by side.
+
+use crate::bench::{bench_model, random_model, table};
+use crate::error::Result;
+use crate::loader;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model shapes: gpt2-small, llama-1b, tiny.
+    #[arg(long, value_delimiter = ',', default_value = "gpt2-small")]
+    pub shape: Vec<String>,
+    /// Sequence lengths.
+    #[arg(long, value_delimiter = ',', default_value = "32,128")]
+    pub tokens: Vec<usize>,
+    /// Methods besides the forward pass.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "gradient,gim,integrated-gradients"
+    )]
+    pub methods: Vec<String>,
+    /// Timed repetitions (median reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print JSON rows instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let device = loader::parse_device(&a.device)?;
+    let dtype = loader::parse_dtype(&a.dtype)?;
+    let mut rows = Vec::new();
+    for shape in &a.shape {
+        let m = random_model(shape, dtype, &device)?;
+        eprintln!(
+            "{shape}: {:.1}M parameters",
+            m.model.n_params() as f64 / 1e6
+        );
+        for &t in &a.tokens {
+            let r = bench_model(&m, t, &a.methods, a.reps)?;
+            if !a.json {
+                eprint!("{}", table(&r));
+            }
+            rows.extend(r);
+        }
+    }
+    if a.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        }
+    } else {
+        println!("{}", table(&rows));
+        println!(
+            "threads: RAYON_NUM_THREADS={}",
+            std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(all cores)".into())
+        );
+    }
+    Ok(())
+}

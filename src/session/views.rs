@@ -1,0 +1,129 @@
+//! Turning results into display bundles (text, HTML, JSON and — through `render` — pictures).
+//! Views never compute; they only format.
+
+use serde::Serialize;
+
+use super::MimeBundle;
+use crate::attribution::Attribution;
+
+/// One row of `%gim top`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopRow {
+    pub id: u32,
+    pub token: String,
+    pub logit: f64,
+    pub prob: f64,
+}
+
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Visible whitespace for token display.
+pub fn visible(tok: &str) -> String {
+    tok.replace(' ', "␣").replace('\n', "⏎").replace('\t', "⇥")
+}
+
+fn table_html(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut h = String::from("<table class=\"gim-table\" style=\"border-collapse:collapse;font-family:monospace\"><thead><tr>");
+    for c in head {
+        h.push_str(&format!(
+            "<th style=\"text-align:left;padding:2px 10px\">{}</th>",
+            esc(c)
+        ));
+    }
+    h.push_str("</tr></thead><tbody>");
+    for r in rows {
+        h.push_str("<tr>");
+        for c in r {
+            h.push_str(&format!("<td style=\"padding:2px 10px\">{}</td>", esc(c)));
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</tbody></table>");
+    h
+}
+
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// Text table of one attribution.
+pub fn attribution_text(r: &Attribution) -> String {
+    crate::cli::attribute::table(r)
+}
+
+/// An attribution: text table, HTML token view, heatmap picture and the result as JSON.
+pub fn attribution_bundle(r: &Attribution) -> MimeBundle {
+    crate::render::attribution_bundle(r, attribution_text(r), json(r))
+}
+
+/// Several methods on one prompt.
+pub fn compare_bundle(rs: &[Attribution], normalize: bool) -> MimeBundle {
+    let mut text = String::new();
+    for r in rs {
+        text.push_str(&attribution_text(r));
+        text.push('\n');
+    }
+    crate::render::compare_bundle(rs, normalize, text, json(&rs))
+}
+
+pub fn tokens_bundle(rows: &[(u32, String, String)]) -> MimeBundle {
+    let mut text = format!("{} tokens\n", rows.len());
+    for (i, (id, piece, t)) in rows.iter().enumerate() {
+        text.push_str(&format!("{i:>4}  {id:>7}  {piece:<16} {t:?}\n"));
+    }
+    let trs: Vec<Vec<String>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (id, piece, t))| vec![i.to_string(), id.to_string(), piece.clone(), visible(t)])
+        .collect();
+    let j: Vec<_> = rows
+        .iter()
+        .map(|(id, p, t)| serde_json::json!({"id": id, "piece": p, "text": t}))
+        .collect();
+    MimeBundle::text(text)
+        .with("text/html", table_html(&["#", "id", "piece", "text"], &trs))
+        .with("application/json", serde_json::Value::Array(j))
+}
+
+pub fn top_bundle(rows: &[TopRow]) -> MimeBundle {
+    let mut text = String::from("rank  token                 id      logit    prob\n");
+    for (i, r) in rows.iter().enumerate() {
+        text.push_str(&format!(
+            "{:>4}  {:<20} {:>7} {:>9.4} {:>7.4}\n",
+            i + 1,
+            format!("{:?}", r.token),
+            r.id,
+            r.logit,
+            r.prob
+        ));
+    }
+    let trs: Vec<Vec<String>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            vec![
+                (i + 1).to_string(),
+                visible(&r.token),
+                r.id.to_string(),
+                format!("{:.4}", r.logit),
+                format!("{:.4}", r.prob),
+            ]
+        })
+        .collect();
+    MimeBundle::text(text)
+        .with(
+            "text/html",
+            table_html(&["rank", "token", "id", "logit", "prob"], &trs),
+        )
+        .with("application/json", json(&rows))
+}
+
+/// The sample heatmap of `%gim demo`.
+pub fn demo_bundle() -> MimeBundle {
+    crate::render::demo_bundle()
+}
