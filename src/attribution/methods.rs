@@ -6,6 +6,7 @@ use super::target::text_ids;
 use super::{AttributeRequest, Attribution, Method, Objective, TargetSpec};
 use crate::error::{GimError, Result};
 use crate::loader::LoadedModel;
+use crate::model::backward::Want;
 use crate::model::{ForwardOpts, GimRules, Positions};
 
 /// A request with its target resolved to token ids and positions.
@@ -218,26 +219,42 @@ fn argmax(v: &[f32]) -> usize {
     best
 }
 
+/// How gradients are computed: the explicit backward of `model/backward.rs` (default, fast) or
+/// candle autograd through the custom ops of `model/ops.rs` (the independent reference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    #[default]
+    Explicit,
+    Autograd,
+}
+
 /// Forward embeddings `[B, s, d]` with `rules`, backward from the summed objective.
 /// Returns (gradient wrt the embeddings `[B, s, d]`, objective values, target id).
-fn gradient(
-    m: &LoadedModel,
-    embeds: &Tensor,
-    p: &Plan,
-    rules: GimRules,
-) -> Result<(Tensor, Vec<f64>, u32)> {
-    let var = Var::from_tensor(embeds)?;
-    let mut opts = ForwardOpts {
-        rules,
-        positions: Positions::At(p.positions.clone()),
-        ..Default::default()
+fn gradient(m: &LoadedModel, embeds: &Tensor, p: &Plan, rules: GimRules, engine: Engine) -> Result<(Tensor, Vec<f64>, u32)> {
+    let positions = Positions::At(p.positions.clone());
+    let (g, vals, target) = match engine {
+        Engine::Explicit => {
+            let t = m.model.forward_traced(embeds, rules, positions, None)?;
+            let hv = Var::from_tensor(&t.hidden)?;
+            let (vals, target) = objective(m, hv.as_tensor(), p)?;
+            let grads = vals.sum_all()?.backward()?;
+            let dh = grads
+                .get(hv.as_tensor())
+                .cloned()
+                .ok_or_else(|| GimError::input("internal error: no gradient at the final hidden state"))?;
+            let g = m.model.backward(&t, &dh, Want::default())?.embed;
+            (g, vals, target)
+        }
+        Engine::Autograd => {
+            let var = Var::from_tensor(embeds)?;
+            let mut opts = ForwardOpts { rules, positions, ..Default::default() };
+            let h = m.model.forward_hidden(var.as_tensor(), &mut opts)?;
+            let (vals, target) = objective(m, &h, p)?;
+            let grads = vals.sum_all()?.backward()?;
+            (grads.get(var.as_tensor()).cloned(), vals, target)
+        }
     };
-    let h = m.model.forward_hidden(var.as_tensor(), &mut opts)?;
-    let (vals, target) = objective(m, &h, p)?;
-    let grads = vals.sum_all()?.backward()?;
-    let g = grads.get(var.as_tensor()).cloned().ok_or_else(|| {
-        GimError::input("internal error: no gradient reached the input embeddings")
-    })?;
+    let g = g.ok_or_else(|| GimError::input("internal error: no gradient reached the input embeddings"))?;
     let v: Vec<f64> = vals.to_dtype(DType::F64)?.to_vec1()?;
     Ok((g, v, target))
 }
@@ -289,6 +306,11 @@ fn splitmix(state: &mut u64) -> u64 {
 
 /// Attribute one request.
 pub fn attribute(m: &LoadedModel, req: &AttributeRequest) -> Result<Attribution> {
+    attribute_with(m, req, Engine::Explicit)
+}
+
+/// Attribute one request with a chosen gradient engine.
+pub fn attribute_with(m: &LoadedModel, req: &AttributeRequest, engine: Engine) -> Result<Attribution> {
     req.rules.validate()?;
     if req.method == Method::IntegratedGradients && req.ig_steps == 0 {
         return Err(GimError::input(
@@ -307,7 +329,7 @@ pub fn attribute(m: &LoadedModel, req: &AttributeRequest) -> Result<Attribution>
         | Method::QkvOnly
         | Method::GateUpOnly
         | Method::GradXInput => {
-            let (g, v, t) = gradient(m, &x, &p, rules)?;
+            let (g, v, t) = gradient(m, &x, &p, rules, engine)?;
             let delta = if req.method == Method::GradXInput {
                 x.clone()
             } else {
@@ -334,7 +356,7 @@ pub fn attribute(m: &LoadedModel, req: &AttributeRequest) -> Result<Attribution>
                 let a = Tensor::from_vec(alphas, (k1 - k0, 1, 1), &model.device)?
                     .to_dtype(x.dtype())?;
                 let batch = base.broadcast_add(&delta.broadcast_mul(&a)?)?;
-                let (g, _, _) = gradient(m, &batch, &fixed, GimRules::off())?;
+                let (g, _, _) = gradient(m, &batch, &fixed, GimRules::off(), engine)?;
                 let gs = g.sum_keepdim(0)?;
                 total = Some(match total {
                     Some(t) => (t + gs)?,
@@ -494,26 +516,26 @@ fn batched(
         mask.push(mr);
     }
     let x = model.embed_ids(&ids)?;
-    let var = Var::from_tensor(&x)?;
-    let mut opts = ForwardOpts {
-        rules,
-        positions: Positions::Last,
-        attention_mask: Some(mask),
-        ..Default::default()
-    };
-    let h = model.forward_hidden(var.as_tensor(), &mut opts)?;
+    let t = model.forward_traced(&x, rules, Positions::Last, Some(mask))?;
+    let hv = Var::from_tensor(&t.hidden)?;
+    let h = hv.as_tensor();
     let mut vals = Vec::new();
     let mut targets = Vec::new();
     for (r, (_, p)) in plans.iter().enumerate() {
-        let (v, t) = objective(m, &h.i(r..r + 1)?, p)?;
+        let (v, tg) = objective(m, &h.i(r..r + 1)?, p)?;
         vals.push(v);
-        targets.push(t);
+        targets.push(tg);
     }
     let vals = Tensor::cat(&vals, 0)?;
     let grads = vals.sum_all()?.backward()?;
-    let g = grads.get(var.as_tensor()).cloned().ok_or_else(|| {
-        GimError::input("internal error: no gradient reached the input embeddings")
-    })?;
+    let dh = grads
+        .get(h)
+        .cloned()
+        .ok_or_else(|| GimError::input("internal error: no gradient at the final hidden state"))?;
+    let g = model
+        .backward(&t, &dh, Want::default())?
+        .embed
+        .ok_or_else(|| GimError::input("internal error: no gradient reached the input embeddings"))?;
     let v: Vec<f64> = vals.to_dtype(DType::F64)?.to_vec1()?;
     let mut out = Vec::new();
     for (r, (i, p)) in plans.iter().enumerate() {

@@ -7,7 +7,7 @@ mod target;
 use serde::{Deserialize, Serialize};
 
 pub use baseline::{default_baseline_id, Baseline};
-pub use methods::{attribute, attribute_many};
+pub use methods::{attribute, attribute_many, attribute_with, Engine};
 pub use target::{Objective, TargetSpec};
 
 use crate::error::{GimError, Result};

@@ -43,6 +43,8 @@ pub enum HookPoint {
     MlpIn(usize),
     /// MLP activation input (gate projection for gated MLPs)
     MlpPre(usize),
+    /// gated MLPs: the up-projection output
+    MlpUp(usize),
     /// MLP hidden after the activation (times up-projection for gated MLPs)
     MlpPost(usize),
     /// MLP output added to the residual stream (after any post-norm)
@@ -60,7 +62,7 @@ impl HookPoint {
             Embed | PosEmbed | LnFinal => None,
             ResidPre(l) | QInput(l) | KInput(l) | VInput(l) | Q(l) | K(l) | V(l)
             | AttnScores(l) | Pattern(l) | Z(l) | AttnOut(l) | ResidMid(l) | MlpIn(l)
-            | MlpPre(l) | MlpPost(l) | MlpOut(l) | ResidPost(l) => Some(l),
+            | MlpPre(l) | MlpUp(l) | MlpPost(l) | MlpOut(l) | ResidPost(l) => Some(l),
         }
     }
 
@@ -84,6 +86,7 @@ impl HookPoint {
                 ResidMid(l),
                 MlpIn(l),
                 MlpPre(l),
+                MlpUp(l),
                 MlpPost(l),
                 MlpOut(l),
                 ResidPost(l),
@@ -125,6 +128,7 @@ impl HookPoint {
             "hook_resid_mid" => ResidMid(l),
             "hook_mlp_in" => MlpIn(l),
             "mlp.hook_pre" => MlpPre(l),
+            "mlp.hook_up" => MlpUp(l),
             "mlp.hook_post" => MlpPost(l),
             "hook_mlp_out" => MlpOut(l),
             "hook_resid_post" => ResidPost(l),
@@ -154,6 +158,7 @@ impl fmt::Display for HookPoint {
             ResidMid(l) => write!(f, "blocks.{l}.hook_resid_mid"),
             MlpIn(l) => write!(f, "blocks.{l}.hook_mlp_in"),
             MlpPre(l) => write!(f, "blocks.{l}.mlp.hook_pre"),
+            MlpUp(l) => write!(f, "blocks.{l}.mlp.hook_up"),
             MlpPost(l) => write!(f, "blocks.{l}.mlp.hook_post"),
             MlpOut(l) => write!(f, "blocks.{l}.hook_mlp_out"),
             ResidPost(l) => write!(f, "blocks.{l}.hook_resid_post"),

@@ -1,5 +1,6 @@
 //! The hooked transformer: config, weight maps, hooks, GIM rules and the forward pass.
 
+pub mod backward;
 pub mod config;
 pub mod hooks;
 pub mod init;

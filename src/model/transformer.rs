@@ -238,7 +238,7 @@ impl Transformer {
 }
 
 /// Position ids per row; with left padding, real tokens count from 0.
-fn position_ids(b: usize, s: usize, mask: Option<&[Vec<u8>]>) -> Result<Vec<Vec<usize>>> {
+pub(crate) fn position_ids(b: usize, s: usize, mask: Option<&[Vec<u8>]>) -> Result<Vec<Vec<usize>>> {
     match mask {
         None => Ok(vec![(0..s).collect(); b]),
         Some(m) => {
@@ -266,14 +266,14 @@ fn position_ids(b: usize, s: usize, mask: Option<&[Vec<u8>]>) -> Result<Vec<Vec<
 }
 
 /// Boolean masks `[b, 1, s, s]` (1 = may attend), one per distinct window size.
-struct Masks {
+pub(crate) struct Masks {
     full: Tensor,
     windowed: Vec<(usize, Tensor)>,
     per_layer: Vec<Option<usize>>,
 }
 
 impl Masks {
-    fn new(
+    pub(crate) fn new(
         cfg: &ModelConfig,
         positions: &[Vec<usize>],
         pad: Option<&[Vec<u8>]>,
@@ -317,7 +317,7 @@ impl Masks {
         })
     }
 
-    fn for_layer(&self, l: usize) -> &Tensor {
+    pub(crate) fn for_layer(&self, l: usize) -> &Tensor {
         match self.per_layer.get(l).copied().flatten() {
             Some(w) => self
                 .windowed
@@ -331,14 +331,14 @@ impl Masks {
 }
 
 /// cos/sin tables `[b, s, 1, rotary_dim]` (HF: f32 math, then cast).
-struct Rope {
+pub(crate) struct Rope {
     cos: Tensor,
     sin: Tensor,
     rotary_dim: usize,
 }
 
 impl Rope {
-    fn new(
+    pub(crate) fn new(
         positions: &[Vec<usize>],
         inv_freq: &[f64],
         rotary_dim: usize,
@@ -375,7 +375,7 @@ impl Rope {
     }
 
     /// Rotate-half RoPE on `[b, s, heads, d_head]`.
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let dh = x.dim(D::Minus1)?;
         let r = self.rotary_dim;
         let (rot, pass) = if r < dh {
@@ -395,10 +395,30 @@ impl Rope {
             None => Ok(out),
         }
     }
+
+    /// Transpose of [`Rope::apply`] (its backward): `dx = dy·cos + rotᵀ(dy·sin)`, `rotᵀ(a, b) = (b, −a)`.
+    pub(crate) fn apply_transpose(&self, dy: &Tensor) -> Result<Tensor> {
+        let dh = dy.dim(D::Minus1)?;
+        let r = self.rotary_dim;
+        let (rot, pass) = if r < dh {
+            (dy.narrow(D::Minus1, 0, r)?, Some(dy.narrow(D::Minus1, r, dh - r)?))
+        } else {
+            (dy.clone(), None)
+        };
+        let ds = rot.broadcast_mul(&self.sin)?;
+        let a = ds.narrow(D::Minus1, 0, r / 2)?;
+        let b = ds.narrow(D::Minus1, r / 2, r / 2)?;
+        let rt = Tensor::cat(&[&b, &a.neg()?], D::Minus1)?;
+        let out = (rot.broadcast_mul(&self.cos)? + rt)?;
+        match pass {
+            Some(p) => Ok(Tensor::cat(&[&out, &p], D::Minus1)?),
+            None => Ok(out),
+        }
+    }
 }
 
 /// LayerNorm / RMSNorm over the last dim, statistics in f32; `freeze` detaches the statistic.
-fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Result<Tensor> {
+pub(crate) fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Result<Tensor> {
     let dtype = x.dtype();
     let xf = if dtype == DType::F64 {
         x.clone()
@@ -443,7 +463,7 @@ fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Result<Tensor
     Ok(y)
 }
 
-fn act(a: Activation, x: &Tensor) -> Result<Tensor> {
+pub(crate) fn act(a: Activation, x: &Tensor) -> Result<Tensor> {
     Ok(match a {
         Activation::GeluTanh => x.gelu()?,
         Activation::Gelu => x.gelu_erf()?,
@@ -452,7 +472,7 @@ fn act(a: Activation, x: &Tensor) -> Result<Tensor> {
     })
 }
 
-fn lin(x: &Tensor, l: &LinearW) -> Result<Tensor> {
+pub(crate) fn lin(x: &Tensor, l: &LinearW) -> Result<Tensor> {
     Ok(linear(x, &l.w, l.b.as_ref())?)
 }
 
@@ -496,6 +516,7 @@ fn block(
             let g = scale_grad(&lin(&x, gate)?, cx.rules.gate_scale.unwrap_or(1.0))?;
             let u = scale_grad(&lin(&x, &w.mlp.up)?, cx.rules.up_scale.unwrap_or(1.0))?;
             let g = cx.hook(HookPoint::MlpPre(l), g)?;
+            let u = cx.hook(HookPoint::MlpUp(l), u)?;
             let post = (act(cfg.act, &g)? * u)?;
             let post = cx.hook(HookPoint::MlpPost(l), post)?;
             lin(&post, &w.mlp.down)?
@@ -594,7 +615,7 @@ fn attention(
     lin(&z, &a.o)
 }
 
-fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
+pub(crate) fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
     if n_rep == 1 {
         return Ok(x.contiguous()?);
     }
