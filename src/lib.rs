@@ -7,6 +7,7 @@ pub mod cli;
 pub mod error;
 pub mod loader;
 pub mod model;
+pub mod render;
 pub mod session;
 pub mod tokenizer;
 
