@@ -496,7 +496,7 @@ fn bundles_carry_every_mime_type() {
         .decode(png_b64)
         .unwrap();
     assert_eq!(&png_bytes[1..4], b"PNG");
-    assert_eq!(b.metadata["image/png"]["width"], 488);
+    assert_eq!(b.metadata["image/png"]["width"], 504);
     let fig = line_chart(&faithfulness()).unwrap();
     let b = bundle(
         "x".into(),
@@ -545,6 +545,8 @@ fn gallery_and_timings() {
         std::fs::write(out.join(format!("{name}.png")), &fig.png).unwrap();
         std::fs::write(out.join(format!("{name}.svg")), &fig.svg).unwrap();
     }
+    std::fs::write(out.join("demo.html"), token_html(&demo_scores(), None)).unwrap();
+    std::fs::write(out.join("tokens200.html"), token_html(&prompt_200(), None)).unwrap();
     let d = prompt_200();
     let g = circuit(5, 10);
     let time = |label: &str, f: &dyn Fn() -> Figure| {

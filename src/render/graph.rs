@@ -204,7 +204,7 @@ pub fn circuit_graph(g: &CircuitGraph, opts: &GraphOpts) -> Result<Figure> {
 
     let top = 78.0;
     let nrows = rows.len().max(1);
-    let height = top + (nrows - 1) as f64 * ROW_GAP + NODE_H + 46.0;
+    let height = top + (nrows - 1) as f64 * ROW_GAP + NODE_H + 24.0;
     let width = x0 + content_w + MARGIN;
     let mut sc = Scene::new(width.ceil() as u32, height.ceil() as u32);
     let row_y = |r: usize| top + (nrows - 1 - r) as f64 * ROW_GAP;

@@ -91,7 +91,7 @@ pub fn head_heatmap(h: &HeadScores) -> Result<Figure> {
     let grid_h = layers as f64 * cell;
     let bar_x = x0 + grid_w + 24.0;
     let width = (bar_x + 12.0 + 60.0 + MARGIN).max(360.0);
-    let mut sc = Scene::new(width.ceil() as u32, (y0 + grid_h + 44.0).ceil() as u32);
+    let mut sc = Scene::new(width.ceil() as u32, (y0 + grid_h + 24.0).ceil() as u32);
 
     sc.bold(MARGIN, 22.0, h.title.as_str(), 15.0, INK, Align::Left);
     sc.text(

@@ -47,7 +47,7 @@ pub fn token_html(data: &TokenScores, limit: Option<f64>) -> String {
         let bg = diverging(*v, lim);
         h.push_str(&format!(
             "<span title=\"#{i} {} · {}\" style=\"background:{};color:{};padding:2px 3px;margin:0 1px;\
-             border-radius:3px;border:1px solid #b4b4b4;white-space:pre;\">{}</span>",
+             border-radius:3px;border:1px solid #b4b4b4;white-space:pre;display:inline-block;line-height:1.35;margin-bottom:3px;\">{}</span>",
             escape(&format!("{tok:?}")),
             escape(&fmt_score(*v, lim, true)),
             bg.hex(),

@@ -154,13 +154,13 @@ fn cell(
 fn shrink_to(sc: &mut Scene, extent: f64, title: &str) {
     let need = (extent + MARGIN)
         .max(MARGIN + text_width(title, 15.0, true) + MARGIN)
-        .max(MARGIN + 100.0 + 320.0 + 20.0 + MARGIN);
+        .max(MARGIN + 130.0 + 320.0 + 30.0);
     sc.width = sc.width.min(need.ceil() as u32);
 }
 
 fn score_bar(sc: &mut Scene, y: f64, lim: f64, caption: &str) -> f64 {
-    let w = 320.0f64.min(f64::from(sc.width) - 2.0 * MARGIN - 110.0);
-    let x = MARGIN + 100.0;
+    let x = MARGIN + text_width(caption, 11.0, false).max(88.0) + 14.0;
+    let w = 320.0f64.min(f64::from(sc.width) - MARGIN - x - 10.0);
     sc.text(MARGIN, y + 6.0, caption, 11.0, MUTED, Align::Left);
     let ticks = [-lim, -lim / 2.0, 0.0, lim / 2.0, lim];
     colour_bar_h(
