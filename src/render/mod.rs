@@ -29,7 +29,7 @@ pub use curves::{line_chart, Curve, LineChart};
 pub use graph::{circuit_graph, CircuitEdge, CircuitGraph, CircuitNode, GraphOpts, NodeKind};
 pub use heads::{attention_pattern, head_heatmap, AttentionPattern, HeadScores};
 pub use html::token_html;
-pub use notebook::{bundle, demo_bundle, demo_scores};
+pub use notebook::{attribution_bundle, bundle, demo_bundle, demo_scores};
 pub use scene::PNG_SCALE;
 pub use text::{display_token, escape_missing, has_glyph, text_width};
 pub use tokens::{

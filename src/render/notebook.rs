@@ -74,6 +74,20 @@ pub fn demo_bundle() -> MimeBundle {
     }
 }
 
+/// An attribution as a cell result: plain table, heatmap (SVG + PNG), HTML token view and the
+/// result itself as `application/json`.
+pub fn attribution_bundle(a: &Attribution) -> MimeBundle {
+    let d = TokenScores::from(a);
+    let fig = token_heatmap(&d, &HeatmapOpts::default()).ok();
+    let json = serde_json::to_value(a).ok();
+    bundle(
+        plain_table(&d),
+        fig.as_ref(),
+        Some(token_html(&d, None)),
+        json,
+    )
+}
+
 impl Attribution {
     /// Print this result in evcxr's display protocol (HTML token view + PNG heatmap), so it renders
     /// inline when it is the value of an evcxr cell.
