@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::MimeBundle;
 use crate::attribution::Attribution;
+use crate::render;
 
 /// One row of `%gim top`.
 #[derive(Debug, Clone, Serialize)]
@@ -58,17 +59,26 @@ pub fn attribution_text(r: &Attribution) -> String {
 
 /// An attribution: text table, HTML token view, heatmap picture and the result as JSON.
 pub fn attribution_bundle(r: &Attribution) -> MimeBundle {
-    crate::render::attribution_bundle(r, attribution_text(r), json(r))
+    let d = render::TokenScores::from(r);
+    let fig = render::token_heatmap(&d, &render::HeatmapOpts::default()).ok();
+    render::bundle(attribution_text(r), fig.as_ref(), Some(render::token_html(&d, None)), Some(json(r)))
 }
 
-/// Several methods on one prompt.
+/// Several methods on one prompt: one figure, a row per method.
 pub fn compare_bundle(rs: &[Attribution], normalize: bool) -> MimeBundle {
     let mut text = String::new();
+    let mut html = String::new();
+    let shared = rs.iter().flat_map(|r| r.attributions.iter()).fold(0.0f64, |m, v| m.max(v.abs()));
     for r in rs {
         text.push_str(&attribution_text(r));
         text.push('\n');
+        let d = render::TokenScores::from(r);
+        html.push_str(&render::token_html(&d, if normalize { None } else { Some(shared) }));
     }
-    crate::render::compare_bundle(rs, normalize, text, json(&rs))
+    let c = render::Comparison::from_attributions(rs);
+    let opts = render::CompareOpts { normalize_rows: normalize, ..Default::default() };
+    let fig = c.ok().and_then(|c| render::compare_heatmap(&c, &opts).ok());
+    render::bundle(text, fig.as_ref(), Some(html), Some(json(&rs)))
 }
 
 pub fn tokens_bundle(rows: &[(u32, String, String)]) -> MimeBundle {

@@ -1,0 +1,167 @@
+//! Line charts, e.g. faithfulness curves (score against circuit size or fraction of tokens kept).
+
+use serde::{Deserialize, Serialize};
+
+use super::axes::{fmt_tick, nice_ticks};
+use super::color::{CATEGORICAL, INK, MUTED, RULE};
+use super::scene::{Align, Scene, Shape};
+use super::text::text_width;
+use super::Figure;
+use crate::error::{GimError, Result};
+
+/// One named line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curve {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineChart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub curves: Vec<Curve>,
+}
+
+const MARGIN: f64 = 24.0;
+
+/// A line per curve with point markers, nice ticks, light grid, legend to the right of the plot.
+pub fn line_chart(c: &LineChart) -> Result<Figure> {
+    let pts: Vec<(f64, f64)> = c
+        .curves
+        .iter()
+        .flat_map(|k| k.points.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    if pts.is_empty() {
+        return Err(GimError::input("line chart has no finite points"));
+    }
+    let (mut xlo, mut xhi, mut ylo, mut yhi) = pts.iter().fold(
+        (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ),
+        |(a, b, c, d), (x, y)| (a.min(*x), b.max(*x), c.min(*y), d.max(*y)),
+    );
+    if xhi <= xlo {
+        xlo -= 0.5;
+        xhi += 0.5;
+    }
+    if yhi <= ylo {
+        ylo -= 0.5;
+        yhi += 0.5;
+    }
+    let step = |t: &[f64]| if t.len() > 1 { t[1] - t[0] } else { 1.0 };
+    let xs = step(&nice_ticks(xlo, xhi, 6));
+    let ys = step(&nice_ticks(ylo, yhi, 5));
+    // Axis ranges snap outward to whole ticks so the frame ends on a labelled value.
+    let (xlo, xhi) = (
+        (xlo / xs - 1e-9).floor() * xs,
+        (xhi / xs + 1e-9).ceil() * xs,
+    );
+    let (ylo, yhi) = (
+        (ylo / ys - 1e-9).floor() * ys,
+        (yhi / ys + 1e-9).ceil() * ys,
+    );
+    let xt = nice_ticks(xlo, xhi, 6);
+    let yt = nice_ticks(ylo, yhi, 5);
+    let ylab_w = yt
+        .iter()
+        .map(|v| text_width(&fmt_tick(*v, ys), 10.0, false))
+        .fold(0.0, f64::max);
+    let legend_w = c
+        .curves
+        .iter()
+        .map(|k| text_width(&k.name, 11.0, false))
+        .fold(0.0, f64::max)
+        + 34.0;
+    let (pw, ph): (f64, f64) = (520.0, 300.0);
+    let px = MARGIN + 18.0 + ylab_w + 8.0;
+    let py = 62.0;
+    let width = px + pw + 20.0 + legend_w + MARGIN;
+    let height = py + ph + 52.0;
+    let mut sc = Scene::new(width.ceil() as u32, height.ceil() as u32);
+    sc.bold(MARGIN, 22.0, c.title.as_str(), 15.0, INK, Align::Left);
+    let mx = |x: f64| px + pw * (x - xlo) / (xhi - xlo);
+    let my = |y: f64| py + ph * (1.0 - (y - ylo) / (yhi - ylo));
+    for &t in &xt {
+        sc.line(vec![(mx(t), py), (mx(t), py + ph)], Rgb::grid(), 1);
+        sc.text(
+            mx(t),
+            py + ph + 12.0,
+            fmt_tick(t, xs),
+            10.0,
+            INK,
+            Align::Center,
+        );
+    }
+    for &t in &yt {
+        sc.line(vec![(px, my(t)), (px + pw, my(t))], Rgb::grid(), 1);
+        sc.text(px - 6.0, my(t), fmt_tick(t, ys), 10.0, INK, Align::Right);
+    }
+    sc.shapes.push(Shape::Rect {
+        x: px,
+        y: py,
+        w: pw,
+        h: ph,
+        fill: None,
+        stroke: Some((RULE, 1)),
+    });
+    sc.text(
+        px + pw / 2.0,
+        py + ph + 32.0,
+        c.x_label.as_str(),
+        11.0,
+        MUTED,
+        Align::Center,
+    );
+    sc.push_text(
+        MARGIN + 4.0,
+        py + ph / 2.0,
+        c.y_label.clone(),
+        11.0,
+        MUTED,
+        Align::Center,
+        false,
+        true,
+    );
+    for (k, curve) in c.curves.iter().enumerate() {
+        let col = CATEGORICAL[k % CATEGORICAL.len()];
+        let p: Vec<(f64, f64)> = curve
+            .points
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|(x, y)| (mx(*x), my(*y)))
+            .collect();
+        sc.line(p.clone(), col, 2);
+        for (x, y) in p {
+            sc.shapes.push(Shape::Circle {
+                cx: x,
+                cy: y,
+                r: 3.0,
+                fill: col,
+            });
+        }
+        let ly = py + 8.0 + 20.0 * k as f64;
+        let lx = px + pw + 20.0;
+        sc.line(vec![(lx, ly), (lx + 22.0, ly)], col, 2);
+        sc.shapes.push(Shape::Circle {
+            cx: lx + 11.0,
+            cy: ly,
+            r: 3.0,
+            fill: col,
+        });
+        sc.text(lx + 28.0, ly, curve.name.as_str(), 11.0, INK, Align::Left);
+    }
+    sc.render()
+}
+
+use super::color::Rgb;
+impl Rgb {
+    fn grid() -> Rgb {
+        Rgb(0xec, 0xec, 0xec)
+    }
+}
