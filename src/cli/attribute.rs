@@ -122,6 +122,12 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write the heatmap as SVG to this path.
+    #[arg(long)]
+    pub svg: Option<String>,
+    /// Write the heatmap as PNG to this path.
+    #[arg(long)]
+    pub png: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -175,10 +181,27 @@ pub fn run(a: Args) -> Result<()> {
     req.target = spec(a.target_id, &a.target).unwrap_or(TargetSpec::Argmax);
     req.contrast = spec(a.contrast_id, &a.contrast);
     let res = attribute(&m, &req)?;
+    write_figures(&res, &a.svg, &a.png)?;
     if a.json {
         println!("{}", to_json(&res)?);
     } else {
         print_table(&res);
+    }
+    Ok(())
+}
+
+/// Write the token heatmap of `r` to the given SVG/PNG paths.
+pub fn write_figures(r: &Attribution, svg: &Option<String>, png: &Option<String>) -> Result<()> {
+    if svg.is_none() && png.is_none() {
+        return Ok(());
+    }
+    let d = crate::render::TokenScores::from(r);
+    let fig = crate::render::token_heatmap(&d, &crate::render::HeatmapOpts::default())?;
+    if let Some(p) = svg {
+        std::fs::write(p, &fig.svg).map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?;
+    }
+    if let Some(p) = png {
+        std::fs::write(p, &fig.png).map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?;
     }
     Ok(())
 }

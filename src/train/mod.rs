@@ -39,7 +39,7 @@ pub struct TrainOpts {
 impl TrainOpts {
     pub fn defaults(task: Task, out: PathBuf) -> Self {
         let steps = match task {
-            Task::Induction => 600,
+            Task::Induction => 1500,
             Task::Ioi => 2500,
         };
         TrainOpts {

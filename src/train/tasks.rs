@@ -84,24 +84,34 @@ pub fn induction_symbols() -> Vec<String> {
         .collect()
 }
 
-pub const INDUCTION_HALF: usize = 15;
+/// Length of every induction training row (BOS included).
+pub const INDUCTION_LEN: usize = 32;
 
-/// `<bos> r1..rn r1..rn`: the second half is predictable only by induction.
+/// `<bos> noise A noise A noise`, with a repeated segment `A` of random length at random offsets:
+/// the tokens of the second `A` after its first are predictable only by induction (a fixed
+/// positional offset does not work because the offsets vary).
 pub fn induction_batch(v: &Vocab, rng: &mut Rng, b: usize) -> Batch {
     let syms = induction_symbols();
     let mut ids = Vec::with_capacity(b);
     let mut targets = Vec::with_capacity(b);
+    let sym = |rng: &mut Rng| v.id(rng.pick(&syms[..]).as_str());
     for _ in 0..b {
-        let seg: Vec<u32> = (0..INDUCTION_HALF)
-            .map(|_| v.id(rng.pick(&syms[..]).as_str()))
-            .collect();
+        let l = 4 + rng.below(9); // 4..=12
+        let n0 = rng.below(5);
+        let n1 = rng.below(5);
+        let seg: Vec<u32> = (0..l).map(|_| sym(rng)).collect();
         let mut row = vec![BOS];
+        row.extend((0..n0).map(|_| sym(rng)));
         row.extend(&seg);
+        row.extend((0..n1).map(|_| sym(rng)));
+        let second = row.len();
         row.extend(&seg);
-        // position p predicts row[p + 1]; second-half tokens after the first repeated one
-        let t = (INDUCTION_HALF + 1..2 * INDUCTION_HALF)
-            .map(|p| (p, row[p + 1]))
-            .collect();
+        while row.len() < INDUCTION_LEN {
+            row.push(sym(rng));
+        }
+        row.truncate(INDUCTION_LEN);
+        // position p predicts row[p + 1]: the second copy's tokens after its first
+        let t = (second..second + l - 1).filter(|&p| p + 1 < row.len()).map(|p| (p, row[p + 1])).collect();
         ids.push(row);
         targets.push(t);
     }
