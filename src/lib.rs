@@ -4,6 +4,7 @@
 
 pub mod attribution;
 pub mod bench;
+pub mod circuit;
 pub mod cli;
 pub mod error;
 pub mod interrupt;

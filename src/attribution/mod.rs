@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use baseline::{default_baseline_id, Baseline};
 pub use methods::{attribute, attribute_many, attribute_with, Engine};
-pub use target::{Objective, TargetSpec};
+pub use target::{text_ids as target_text_ids, Objective, TargetSpec};
 
 use crate::error::{GimError, Result};
 use crate::model::GimRules;

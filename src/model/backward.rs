@@ -56,10 +56,12 @@ pub struct Grads {
 }
 
 fn needed(cfg: &ModelConfig, p: HookPoint) -> bool {
+    // Z, AttnOut and MlpOut are not needed by the backward itself but are the node activations
+    // of circuit work; caching them keeps one traced forward enough.
     use HookPoint::*;
     match p {
-        ResidPre(_) | Q(_) | K(_) | V(_) | AttnScores(_) | Pattern(_) | MlpIn(_) | MlpPre(_) | MlpUp(_) | MlpPost(_) => true,
-        Z(_) => cfg.post_norms,
+        ResidPre(_) | Q(_) | K(_) | V(_) | AttnScores(_) | Pattern(_) | MlpIn(_) | MlpPre(_) | MlpUp(_) | MlpPost(_)
+        | Z(_) | AttnOut(_) | MlpOut(_) => true,
         ResidPost(l) => l + 1 == cfg.n_layers,
         _ => false,
     }

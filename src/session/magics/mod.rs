@@ -1,14 +1,22 @@
 //! The magic registry: every `%gim` command, its clap arguments and doc, in one file each.
 
+mod ablate;
 mod attribute;
+pub mod circuit;
 mod compare;
 pub mod config;
 mod demo;
+pub mod edges;
 mod export;
+mod heads;
 pub mod help;
 mod info;
 mod load;
 mod models;
+mod patch;
+mod pattern;
+pub mod problem;
+mod selfrepair;
 mod tokens;
 mod top;
 
@@ -131,6 +139,13 @@ pub fn all() -> Vec<Magic> {
         magic!(compare),
         magic!(tokens),
         magic!(top),
+        magic!(heads),
+        magic!(edges),
+        magic!(circuit),
+        magic!(patch),
+        magic!(ablate),
+        magic!(pattern),
+        magic!(selfrepair),
         magic!(export),
         magic!(info),
     ]

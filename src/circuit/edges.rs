@@ -1,0 +1,391 @@
+//! Edge attribution (edge attribution patching with GIM gradients), edge patching and
+//! faithfulness curves.
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::nodes::{clean_grads, corrupt_metric};
+use super::{corrupt_acts, head_results, metric_with, Node, Problem, SenderActs};
+use crate::error::{GimError, Result};
+use crate::loader::LoadedModel;
+use crate::model::backward::Want;
+use crate::model::hooks::{Hook, HookPoint};
+use crate::model::GimRules;
+
+/// Where an edge ends: a head's query/key/value input, an MLP's input, or the logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Receiver {
+    Q { layer: usize, head: usize },
+    /// `head` is the key/value head index
+    K { layer: usize, head: usize },
+    V { layer: usize, head: usize },
+    Mlp { layer: usize },
+    Logits,
+}
+
+impl Receiver {
+    pub fn label(&self) -> String {
+        match self {
+            Receiver::Q { layer, head } => format!("L{layer}H{head}.q"),
+            Receiver::K { layer, head } => format!("L{layer}H{head}.k"),
+            Receiver::V { layer, head } => format!("L{layer}H{head}.v"),
+            Receiver::Mlp { layer } => format!("MLP{layer}"),
+            Receiver::Logits => "logits".into(),
+        }
+    }
+
+    /// The node this receiver belongs to (`None` for the logits). K/V map to their first query head.
+    pub fn node(&self, n_rep: usize) -> Option<Node> {
+        match *self {
+            Receiver::Q { layer, head } => Some(Node::Head { layer, head }),
+            Receiver::K { layer, head } | Receiver::V { layer, head } => Some(Node::Head { layer, head: head * n_rep }),
+            Receiver::Mlp { layer } => Some(Node::Mlp { layer }),
+            Receiver::Logits => None,
+        }
+    }
+
+    fn layer(&self) -> usize {
+        match *self {
+            Receiver::Q { layer, .. } | Receiver::K { layer, .. } | Receiver::V { layer, .. } | Receiver::Mlp { layer } => layer,
+            Receiver::Logits => usize::MAX,
+        }
+    }
+
+    /// All receivers in forward order.
+    pub fn all(n_layers: usize, n_heads: usize, n_kv: usize) -> Vec<Receiver> {
+        let mut v = Vec::new();
+        for l in 0..n_layers {
+            v.extend((0..n_heads).map(|h| Receiver::Q { layer: l, head: h }));
+            v.extend((0..n_kv).map(|h| Receiver::K { layer: l, head: h }));
+            v.extend((0..n_kv).map(|h| Receiver::V { layer: l, head: h }));
+            v.push(Receiver::Mlp { layer: l });
+        }
+        v.push(Receiver::Logits);
+        v
+    }
+}
+
+/// Whether the sender's output reaches the receiver's input directly through the residual stream.
+pub fn connects(u: Node, v: Receiver) -> bool {
+    match (u, v) {
+        (_, Receiver::Logits) | (Node::Embed, _) => true,
+        (Node::Head { layer, .. }, Receiver::Mlp { layer: lv }) => layer <= lv,
+        (Node::Head { layer, .. }, r) => layer < r.layer(),
+        (Node::Mlp { layer }, r) => layer < r.layer(),
+    }
+}
+
+/// One scored edge.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    pub from: Node,
+    pub to: Receiver,
+    pub score: f64,
+}
+
+/// Scores of every edge: `Σ (a_clean[u] − a_corrupt[u]) · ∂m/∂(input of v)`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EdgeAttribution {
+    pub edges: Vec<Edge>,
+    pub metric_clean: f64,
+    pub metric_corrupt: f64,
+    pub rules: GimRules,
+}
+
+impl EdgeAttribution {
+    /// Edges sorted by |score|, largest first (ties in forward order).
+    pub fn ranked(&self) -> Vec<Edge> {
+        let mut v = self.edges.clone();
+        v.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()));
+        v
+    }
+}
+
+fn sender_rows(acts: &SenderActs, n_heads: usize) -> Result<Vec<Tensor>> {
+    // each [s * d]
+    let mut v = vec![acts.embed.flatten_all()?];
+    for l in 0..acts.heads.len() {
+        let r = acts.heads[l].squeeze(0)?; // [s, h, d]
+        for h in 0..n_heads {
+            v.push(r.narrow(1, h, 1)?.flatten_all()?);
+        }
+        v.push(acts.mlps[l].flatten_all()?);
+    }
+    Ok(v)
+}
+
+/// Score every edge from one clean forward, one corrupt forward and one backward pass.
+pub fn edge_attribution(m: &LoadedModel, p: &Problem, rules: GimRules) -> Result<EdgeAttribution> {
+    let cfg = &m.model.cfg;
+    let (metric_clean, clean, g) = clean_grads(m, p, rules, Want { nodes: false, receivers: true })?;
+    let corr = corrupt_acts(m, p, &clean)?;
+    let metric_corrupt = corrupt_metric(m, p, &corr)?;
+    let senders = Node::all(cfg.n_layers, cfg.n_heads);
+    let receivers = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads);
+    let c = sender_rows(&clean, cfg.n_heads)?;
+    let k = sender_rows(&corr, cfg.n_heads)?;
+    let deltas: Vec<Tensor> = c.iter().zip(&k).map(|(a, b)| (a - b)?.to_dtype(DType::F64)).collect::<candle_core::Result<_>>()?;
+    let dmat = Tensor::stack(&deltas, 0)?; // [n_s, s*d]
+    let mut grows = Vec::with_capacity(receivers.len());
+    let per_head = |t: &Tensor, n: usize| -> Result<Vec<Tensor>> {
+        let t = t.squeeze(0)?; // [s, n, d]
+        (0..n).map(|h| Ok(t.narrow(1, h, 1)?.flatten_all()?)).collect()
+    };
+    for l in 0..cfg.n_layers {
+        grows.extend(per_head(&g.q_input[l], cfg.n_heads)?);
+        grows.extend(per_head(&g.k_input[l], cfg.n_kv_heads)?);
+        grows.extend(per_head(&g.v_input[l], cfg.n_kv_heads)?);
+        grows.push(g.mlp_input[l].flatten_all()?);
+    }
+    let logits_g = g.logits_input.as_ref().ok_or_else(|| GimError::input("internal: no logits gradient"))?;
+    grows.push(logits_g.flatten_all()?);
+    let gmat = Tensor::stack(&grows.iter().map(|t| t.to_dtype(DType::F64)).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
+    let scores: Vec<Vec<f64>> = dmat.matmul(&gmat.t()?)?.to_vec2()?;
+    let mut edges = Vec::new();
+    for (i, u) in senders.iter().enumerate() {
+        for (j, v) in receivers.iter().enumerate() {
+            if connects(*u, *v) {
+                edges.push(Edge { from: *u, to: *v, score: scores[i][j] });
+            }
+        }
+    }
+    Ok(EdgeAttribution { edges, metric_clean, metric_corrupt, rules })
+}
+
+/// A forward hook that gives chosen receivers the corrupted output of chosen senders while
+/// everything else stays as in the running (clean) forward. Needs the split-input forward.
+pub struct EdgePatch<'m> {
+    senders: Vec<Node>,
+    receivers: Vec<Receiver>,
+    /// `[n_s]` corrupted outputs `[1, s, d]`
+    corr: Vec<Tensor>,
+    /// outputs of this run, filled as senders run
+    cur: Vec<Option<Tensor>>,
+    /// `patched[i][j]`: receiver j sees sender i's corrupted value
+    patched: Vec<Vec<bool>>,
+    n_layers: usize,
+    model: &'m LoadedModel,
+}
+
+impl<'m> EdgePatch<'m> {
+    /// Patch exactly `edges` (pairs of sender, receiver).
+    pub fn new(m: &'m LoadedModel, corr: &SenderActs, edges: &[(Node, Receiver)]) -> Result<Self> {
+        let cfg = &m.model.cfg;
+        let senders = Node::all(cfg.n_layers, cfg.n_heads);
+        let receivers = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads);
+        let mut patched = vec![vec![false; receivers.len()]; senders.len()];
+        for (u, v) in edges {
+            let i = senders.iter().position(|x| x == u).ok_or_else(|| GimError::input(format!("no sender {}", u.label())))?;
+            let j = receivers.iter().position(|x| x == v).ok_or_else(|| GimError::input(format!("no receiver {}", v.label())))?;
+            if !connects(*u, *v) {
+                return Err(GimError::input(format!("{} does not feed {}", u.label(), v.label())));
+            }
+            patched[i][j] = true;
+        }
+        let corr_rows = {
+            let mut v = vec![corr.embed.clone()];
+            for l in 0..cfg.n_layers {
+                for h in 0..cfg.n_heads {
+                    v.push(corr.heads[l].narrow(2, h, 1)?.squeeze(2)?);
+                }
+                v.push(corr.mlps[l].clone());
+            }
+            v
+        };
+        Ok(EdgePatch {
+            cur: vec![None; senders.len()],
+            senders,
+            receivers,
+            corr: corr_rows,
+            patched,
+            n_layers: cfg.n_layers,
+            model: m,
+        })
+    }
+
+    fn sender_index(&self, n: Node) -> Option<usize> {
+        self.senders.iter().position(|x| *x == n)
+    }
+
+    /// Σ over patched senders of (corrupt − current), for the receivers selected by `pick`,
+    /// as `[n_recv, s, d]`.
+    fn delta(&self, recvs: &[usize], like: &Tensor) -> Result<Option<Tensor>> {
+        let mut rows: Vec<Tensor> = Vec::new();
+        for &j in recvs {
+            let mut acc: Option<Tensor> = None;
+            for i in 0..self.senders.len() {
+                if !self.patched[i][j] {
+                    continue;
+                }
+                let cur = self.cur[i].as_ref().ok_or_else(|| GimError::input("internal: sender ran after its receiver"))?;
+                let d = (self.corr[i].to_dtype(cur.dtype())? - cur)?;
+                acc = Some(match acc {
+                    Some(a) => (a + d)?,
+                    None => d,
+                });
+            }
+            rows.push(match acc {
+                Some(a) => a.squeeze(0)?,
+                None => like.zeros_like()?,
+            });
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Tensor::stack(&rows, 0)?))
+    }
+}
+
+impl Hook for EdgePatch<'_> {
+    fn wants(&self, p: HookPoint) -> bool {
+        use HookPoint::*;
+        match p {
+            ResidPre(0) | Z(_) | MlpOut(_) | QInput(_) | KInput(_) | VInput(_) | MlpIn(_) => true,
+            ResidPost(l) => l + 1 == self.n_layers,
+            _ => false,
+        }
+    }
+
+    fn apply(&mut self, p: HookPoint, x: Tensor) -> Result<Tensor> {
+        use HookPoint::*;
+        let m = self.model;
+        let like = || -> Result<Tensor> { Ok(x.narrow(0, 0, 1)?.squeeze(0)?.zeros_like()?) };
+        match p {
+            ResidPre(0) => {
+                self.cur[0] = Some(x.clone());
+                Ok(x)
+            }
+            Z(l) => {
+                let r = head_results(m, l, &x.contiguous()?)?; // [1, s, h, d]
+                let h = m.model.cfg.n_heads;
+                for hh in 0..h {
+                    if let Some(i) = self.sender_index(Node::Head { layer: l, head: hh }) {
+                        self.cur[i] = Some(r.narrow(2, hh, 1)?.squeeze(2)?);
+                    }
+                }
+                Ok(x)
+            }
+            MlpOut(l) => {
+                if let Some(i) = self.sender_index(Node::Mlp { layer: l }) {
+                    self.cur[i] = Some(x.clone());
+                }
+                Ok(x)
+            }
+            QInput(l) | KInput(l) | VInput(l) => {
+                let recvs: Vec<usize> = self
+                    .receivers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| match (p, r) {
+                        (QInput(_), Receiver::Q { layer, .. }) | (KInput(_), Receiver::K { layer, .. }) | (VInput(_), Receiver::V { layer, .. }) => *layer == l,
+                        _ => false,
+                    })
+                    .map(|(j, _)| j)
+                    .collect();
+                let s = x.dim(1)?;
+                let d = x.dim(3)?;
+                let zero = Tensor::zeros((s, d), x.dtype(), x.device())?;
+                match self.delta(&recvs, &zero)? {
+                    Some(dl) => Ok((x + dl.permute((1, 0, 2))?.unsqueeze(0)?)?),
+                    None => Ok(x),
+                }
+            }
+            MlpIn(l) => {
+                let j = self.receivers.iter().position(|r| *r == Receiver::Mlp { layer: l });
+                match j {
+                    Some(j) => match self.delta(&[j], &like()?)? {
+                        Some(dl) => Ok((x + dl)?),
+                        None => Ok(x),
+                    },
+                    None => Ok(x),
+                }
+            }
+            ResidPost(_) => {
+                let j = self.receivers.len() - 1;
+                match self.delta(&[j], &like()?)? {
+                    Some(dl) => Ok((x + dl)?),
+                    None => Ok(x),
+                }
+            }
+            _ => Ok(x),
+        }
+    }
+}
+
+/// The metric with `edges` patched (each receiver sees those senders' corrupted outputs).
+pub fn patch_edges(m: &LoadedModel, p: &Problem, corr: &SenderActs, edges: &[(Node, Receiver)]) -> Result<f64> {
+    let mut hook = EdgePatch::new(m, corr, edges)?;
+    Ok(metric_with(m, p, std::slice::from_ref(&p.clean), Some(&mut hook), true)?[0])
+}
+
+/// One point of a faithfulness curve.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct FaithPoint {
+    pub edges: usize,
+    pub metric: f64,
+    pub faithfulness: f64,
+}
+
+/// Faithfulness of the top-k circuits of one ranking.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaithCurve {
+    pub name: String,
+    pub points: Vec<FaithPoint>,
+    /// area under faithfulness vs fraction of edges kept (trapezoid)
+    pub area: f64,
+    /// fewest edges on the curve reaching the threshold asked for, if any
+    pub edges_to_threshold: Option<usize>,
+}
+
+/// Sizes 0, 1, 2, … up to `dense`, then growing by ~25% up to `total`.
+pub fn default_sizes(total: usize, dense: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..=dense.min(total)).collect();
+    let mut k = dense.max(1) as f64;
+    while (k as usize) < total {
+        k *= 1.25;
+        v.push((k as usize).min(total));
+    }
+    v.push(total);
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// For each size k, keep the k highest-|score| edges of `ranking` and patch every other edge to
+/// its corrupted value; faithfulness = (m(circuit) − m(corrupt)) / (m(clean) − m(corrupt)).
+pub fn faithfulness_curve(
+    m: &LoadedModel,
+    p: &Problem,
+    name: &str,
+    ranking: &[Edge],
+    sizes: &[usize],
+    threshold: f64,
+    m_clean: f64,
+    m_corrupt: f64,
+) -> Result<FaithCurve> {
+    let clean = super::sender_acts(m, &p.clean)?;
+    let corr = corrupt_acts(m, p, &clean)?;
+    let total = ranking.len();
+    let denom = m_clean - m_corrupt;
+    if denom.abs() < 1e-9 {
+        return Err(GimError::input(
+            "the clean and corrupted metrics are equal, so faithfulness is undefined; choose a corruption that changes the prediction",
+        ));
+    }
+    let mut points = Vec::new();
+    for &k in sizes {
+        crate::interrupt::check()?;
+        let k = k.min(total);
+        let outside: Vec<(Node, Receiver)> = ranking[k..].iter().map(|e| (e.from, e.to)).collect();
+        let mk = patch_edges(m, p, &corr, &outside)?;
+        points.push(FaithPoint { edges: k, metric: mk, faithfulness: (mk - m_corrupt) / denom });
+    }
+    let mut area = 0.0;
+    for w in points.windows(2) {
+        let dx = (w[1].edges - w[0].edges) as f64 / total.max(1) as f64;
+        area += dx * 0.5 * (w[0].faithfulness + w[1].faithfulness);
+    }
+    let edges_to_threshold = points.iter().find(|p| p.faithfulness >= threshold).map(|p| p.edges);
+    Ok(FaithCurve { name: name.into(), points, area, edges_to_threshold })
+}
