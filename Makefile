@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BIN := target/release/gim
 export RAYON_NUM_THREADS ?= 2
 
-.PHONY: all build venv test cargo-test demo clean
+.PHONY: all build venv test cargo-test kernel-test kernel-install demo clean
 
 all: build
 
@@ -25,7 +25,17 @@ $(VENV)/.stamp: requirements.txt
 cargo-test: build
 	$(CARGO) test --release --locked
 
-test: cargo-test
+# Install the kernelspec into the project venv and run the Jupyter-client tests against it.
+# JUPYTER_PATH puts the venv's kernelspec ahead of any user-wide `gim` kernel.
+KERNEL_ENV := VIRTUAL_ENV=$(CURDIR)/$(VENV) JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter JUPYTER_PLATFORM_DIRS=1
+
+kernel-install: build venv
+	$(KERNEL_ENV) $(BIN) kernel install --sys-prefix
+
+kernel-test: kernel-install
+	cd tests/kernel && $(KERNEL_ENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(CURDIR)/$(PY) -m pytest -rs -v -p no:cacheprovider .
+
+test: cargo-test kernel-test
 
 demo: build
 	$(BIN) logits --model ../shared/fixtures/models/llama --prompt "Paris is the capital"

@@ -5,6 +5,7 @@
 pub mod attribution;
 pub mod cli;
 pub mod error;
+pub mod kernel;
 pub mod loader;
 pub mod model;
 pub mod session;
