@@ -80,7 +80,7 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
     let worker_shared = shared.clone();
     std::thread::Builder::new()
         .name("worker".into())
-        .spawn(move || Worker::new(worker_shared, reply_tx, engine_rx).run(job_rx))?;
+        .spawn(move || Worker::new(worker_shared, reply_tx, job_rx, engine_rx).run())?;
 
     // Clients wait for the kernel to say it is ready before sending requests.
     eprintln!("gim kernel: listening on {}", info.endpoint(info.shell_port));
@@ -248,13 +248,23 @@ struct Worker {
     execution_count: u64,
     /// Every stored execution, for `history_request`.
     history: Vec<HistoryEntry>,
+    jobs: Receiver<Job>,
     /// Requests drained from the queue while aborting, to handle after.
     pending: VecDeque<Job>,
+    /// Executions queued behind a failed one, answered `aborted`.
+    aborted: Vec<Job>,
 }
 
 impl Worker {
-    fn new(shared: Shared, replies: Sender<Message>, engine: Receiver<Result<RustEngine, CellError>>) -> Worker {
+    fn new(
+        shared: Shared,
+        replies: Sender<Message>,
+        jobs: Receiver<Job>,
+        engine: Receiver<Result<RustEngine, CellError>>,
+    ) -> Worker {
         Worker {
+            jobs,
+            aborted: Vec::new(),
             shared,
             replies,
             session: Session::new(),
@@ -266,21 +276,23 @@ impl Worker {
         }
     }
 
-    fn run(mut self, jobs: Receiver<Job>) {
+    fn run(mut self) {
         loop {
             let job = match self.pending.pop_front() {
                 Some(j) => j,
-                None => match jobs.recv() {
+                None => match self.jobs.recv() {
                     Ok(j) => j,
                     Err(_) => return,
                 },
             };
             let msg = job.msg;
             self.shared.status(&msg, "busy");
-            let failed = self.handle(&msg);
+            self.handle(&msg);
             self.shared.status(&msg, "idle");
-            if failed && msg.content_bool("stop_on_error", true) {
-                self.abort_queued(&jobs);
+            for job in std::mem::take(&mut self.aborted) {
+                self.shared.status(&job.msg, "busy");
+                self.reply(&job.msg, "execute_reply", json!({ "status": "aborted", "execution_count": Value::Null }));
+                self.shared.status(&job.msg, "idle");
             }
         }
     }
@@ -289,10 +301,10 @@ impl Worker {
         let _ = self.replies.send(parent.child(msg_type, content));
     }
 
-    /// Handle one request; true if it was an execution that failed.
-    fn handle(&mut self, msg: &Message) -> bool {
+    /// Handle one request.
+    fn handle(&mut self, msg: &Message) {
         match msg.msg_type() {
-            "execute_request" => return self.execute(msg),
+            "execute_request" => self.execute(msg),
             "kernel_info_request" => self.reply(msg, "kernel_info_reply", kernel_info()),
             "complete_request" => {
                 let c = self.complete(msg);
@@ -323,28 +335,25 @@ impl Worker {
             "comm_msg" | "comm_close" => {}
             other => eprintln!("gim kernel: ignoring unknown shell message `{other}`"),
         }
-        false
     }
 
-    /// Reply `aborted` to executions queued behind a failed one.
-    fn abort_queued(&mut self, jobs: &Receiver<Job>) {
-        // Requests the client sent before it could see the error may still be in flight.
-        std::thread::sleep(Duration::from_millis(20));
-        let mut queued: Vec<Job> = self.pending.drain(..).collect();
-        queued.extend(jobs.try_iter());
+    /// Set aside executions queued behind a failed one (answered `aborted` after it). Called
+    /// before the error reply goes out, so everything queued was sent without seeing it.
+    fn abort_queued(&mut self) {
+        // Requests already on their way through the main thread get a moment to arrive.
+        std::thread::sleep(Duration::from_millis(10));
+        let queued: Vec<Job> = self.pending.drain(..).chain(self.jobs.try_iter()).collect();
         for job in queued {
             if job.msg.msg_type() == "execute_request" {
-                self.shared.status(&job.msg, "busy");
-                self.reply(&job.msg, "execute_reply", json!({ "status": "aborted", "execution_count": Value::Null }));
-                self.shared.status(&job.msg, "idle");
+                self.aborted.push(job);
             } else {
                 self.pending.push_back(job);
             }
         }
     }
 
-    /// Run a cell; true if it failed.
-    fn execute(&mut self, msg: &Message) -> bool {
+    /// Run a cell.
+    fn execute(&mut self, msg: &Message) {
         let code = msg.content_str("code").to_string();
         let silent = msg.content_bool("silent", false);
         let store = msg.content_bool("store_history", !silent) && !silent;
@@ -404,7 +413,6 @@ impl Worker {
                     "execute_reply",
                     json!({ "status": "ok", "execution_count": count, "user_expressions": {}, "payload": [] }),
                 );
-                false
             }
             Err(e) => {
                 let err = json!({ "ename": e.ename, "evalue": e.evalue, "traceback": e.traceback });
@@ -415,8 +423,10 @@ impl Worker {
                 content["status"] = json!("error");
                 content["execution_count"] = json!(count);
                 content["user_expressions"] = json!({});
+                if msg.content_bool("stop_on_error", true) {
+                    self.abort_queued();
+                }
                 self.reply(msg, "execute_reply", content);
-                true
             }
         }
     }
