@@ -8,14 +8,24 @@ fn magic(s: &str) -> Piece {
 
 #[test]
 fn plain_rust_is_one_piece() {
-    assert_eq!(cells::split("let x = 1;\nx + 1"), vec![Piece::Rust("let x = 1;\nx + 1".into())]);
+    assert_eq!(
+        cells::split("let x = 1;\nx + 1"),
+        vec![Piece::Rust("let x = 1;\nx + 1".into())]
+    );
     assert_eq!(cells::split("  \n\n"), vec![]);
 }
 
 #[test]
 fn line_magics_then_rust() {
     let p = cells::split("%gim help\n%gim demo --x 1\nlet y = 2;\ny");
-    assert_eq!(p, vec![magic("help"), magic("demo --x 1"), Piece::Rust("let y = 2;\ny".into())]);
+    assert_eq!(
+        p,
+        vec![
+            magic("help"),
+            magic("demo --x 1"),
+            Piece::Rust("let y = 2;\ny".into())
+        ]
+    );
     // `%gimx` is not a magic; bare `%gim` is an empty command.
     assert_eq!(cells::magic_command("%gimx"), None);
     assert_eq!(cells::magic_command("  %gim"), Some(""));
@@ -25,24 +35,51 @@ fn line_magics_then_rust() {
 #[test]
 fn interleaved_pieces_keep_order() {
     let p = cells::split("let a = 1;\n%gim demo\nprintln!(\"{a}\");\n");
-    assert_eq!(p, vec![Piece::Rust("let a = 1;\n".into()), magic("demo"), Piece::Rust("println!(\"{a}\");\n".into())]);
+    assert_eq!(
+        p,
+        vec![
+            Piece::Rust("let a = 1;\n".into()),
+            magic("demo"),
+            Piece::Rust("println!(\"{a}\");\n".into())
+        ]
+    );
 }
 
 #[test]
 fn block_magic() {
     let p = cells::split("%%gim\n# a comment\nhelp\n\n  demo  \n%gim help\n");
     assert_eq!(p, vec![magic("help"), magic("demo"), magic("help")]);
-    assert_eq!(cells::split("\n%%gim demo\nhelp"), vec![magic("demo"), magic("help")]);
-    assert_eq!(cells::split("%%gimmick\n"), vec![Piece::Rust("%%gimmick\n".into())]);
+    assert_eq!(
+        cells::split("\n%%gim demo\nhelp"),
+        vec![magic("demo"), magic("help")]
+    );
+    assert_eq!(
+        cells::split("%%gimmick\n"),
+        vec![Piece::Rust("%%gimmick\n".into())]
+    );
 }
 
 #[test]
 fn cursor_on_magic_line() {
     let code = "let x = 1;\n%gim he";
     let t = cells::target_at(code, code.len());
-    assert_eq!(t, CursorTarget::Magic { line: "he".into(), cursor: 2, offset: code.len() - 2 });
+    assert_eq!(
+        t,
+        CursorTarget::Magic {
+            line: "he".into(),
+            cursor: 2,
+            offset: code.len() - 2
+        }
+    );
     let t = cells::target_at("%%gim\nde", 8);
-    assert_eq!(t, CursorTarget::Magic { line: "de".into(), cursor: 2, offset: 6 });
+    assert_eq!(
+        t,
+        CursorTarget::Magic {
+            line: "de".into(),
+            cursor: 2,
+            offset: 6
+        }
+    );
 }
 
 #[test]
@@ -50,7 +87,11 @@ fn cursor_in_rust_between_magics() {
     let code = "%gim demo\nlet x = 1;\nx.\n%gim help\n";
     let cursor = code.find("x.").map(|i| i + 2).unwrap_or(0);
     match cells::target_at(code, cursor) {
-        CursorTarget::Rust { code: src, cursor: c, offset } => {
+        CursorTarget::Rust {
+            code: src,
+            cursor: c,
+            offset,
+        } => {
             assert_eq!(src, "let x = 1;\nx.\n");
             assert_eq!(offset, 10);
             assert_eq!(&src[..c], "let x = 1;\nx.");

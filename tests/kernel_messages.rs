@@ -39,24 +39,42 @@ fn known_signature() {
 fn wrong_key_or_tampering_is_rejected() {
     let m = sample();
     let other = Signer::new("hmac-sha256", b"other").unwrap();
-    assert_eq!(Message::from_frames(m.to_frames(&other), &signer()), Err(WireError::BadSignature));
+    assert_eq!(
+        Message::from_frames(m.to_frames(&other), &signer()),
+        Err(WireError::BadSignature)
+    );
     let mut frames = m.to_frames(&signer());
     let n = frames.len();
     frames[n - 1] = br#"{"code":"evil"}"#.to_vec();
-    assert_eq!(Message::from_frames(frames, &signer()), Err(WireError::BadSignature));
+    assert_eq!(
+        Message::from_frames(frames, &signer()),
+        Err(WireError::BadSignature)
+    );
     let mut frames = m.to_frames(&signer());
     frames[2] = Vec::new(); // missing signature
-    assert_eq!(Message::from_frames(frames, &signer()), Err(WireError::BadSignature));
+    assert_eq!(
+        Message::from_frames(frames, &signer()),
+        Err(WireError::BadSignature)
+    );
     let mut frames = m.to_frames(&signer());
     frames[2] = b"zz-not-hex".to_vec();
-    assert_eq!(Message::from_frames(frames, &signer()), Err(WireError::BadSignature));
+    assert_eq!(
+        Message::from_frames(frames, &signer()),
+        Err(WireError::BadSignature)
+    );
 }
 
 #[test]
 fn malformed_frames_are_errors() {
     let s = signer();
-    assert_eq!(Message::from_frames(vec![], &s), Err(WireError::NoDelimiter(0)));
-    assert_eq!(Message::from_frames(vec![b"x".to_vec()], &s), Err(WireError::NoDelimiter(1)));
+    assert_eq!(
+        Message::from_frames(vec![], &s),
+        Err(WireError::NoDelimiter(0))
+    );
+    assert_eq!(
+        Message::from_frames(vec![b"x".to_vec()], &s),
+        Err(WireError::NoDelimiter(1))
+    );
     let short = vec![DELIMITER.to_vec(), b"sig".to_vec(), b"{}".to_vec()];
     assert_eq!(Message::from_frames(short, &s), Err(WireError::TooShort(2)));
 }
@@ -66,7 +84,14 @@ fn bad_json_and_missing_msg_type() {
     let s = signer();
     let make = |header: &[u8], content: &[u8]| {
         let sig = s.sign(&[header, b"{}", b"{}", content]);
-        vec![DELIMITER.to_vec(), sig.into_bytes(), header.to_vec(), b"{}".to_vec(), b"{}".to_vec(), content.to_vec()]
+        vec![
+            DELIMITER.to_vec(),
+            sig.into_bytes(),
+            header.to_vec(),
+            b"{}".to_vec(),
+            b"{}".to_vec(),
+            content.to_vec(),
+        ]
     };
     assert!(matches!(
         Message::from_frames(make(b"{not json", b"{}"), &s),
@@ -74,10 +99,19 @@ fn bad_json_and_missing_msg_type() {
     ));
     assert!(matches!(
         Message::from_frames(make(br#"{"msg_type":"x"}"#, b"\xff\xfe"), &s),
-        Err(WireError::BadJson { part: "content", .. })
+        Err(WireError::BadJson {
+            part: "content",
+            ..
+        })
     ));
-    assert_eq!(Message::from_frames(make(b"{}", b"{}"), &s), Err(WireError::NoMsgType));
-    assert_eq!(Message::from_frames(make(b"[1]", b"{}"), &s), Err(WireError::NoMsgType));
+    assert_eq!(
+        Message::from_frames(make(b"{}", b"{}"), &s),
+        Err(WireError::NoMsgType)
+    );
+    assert_eq!(
+        Message::from_frames(make(b"[1]", b"{}"), &s),
+        Err(WireError::NoMsgType)
+    );
 }
 
 #[test]

@@ -30,8 +30,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let interrupt = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
     let mut session = Session::new();
-    let mut out = TerminalOutput { dir: args.out, written: 0, interrupt };
-    println!("gim {} — `help` lists the magics, Ctrl-D quits.", env!("CARGO_PKG_VERSION"));
+    let mut out = TerminalOutput {
+        dir: args.out,
+        written: 0,
+        interrupt,
+    };
+    println!(
+        "gim {} — `help` lists the magics, Ctrl-D quits.",
+        env!("CARGO_PKG_VERSION")
+    );
     loop {
         let line = match editor.readline("gim> ") {
             Ok(l) => l,
@@ -91,9 +98,15 @@ impl TerminalOutput {
 
     fn save(&mut self, v: &Value, ext: &str) -> anyhow::Result<PathBuf> {
         let bytes = match (v, ext) {
-            (Value::String(s), "png") => base64_decode(s).ok_or_else(|| anyhow::anyhow!("invalid base64 PNG"))?,
+            (Value::String(s), "png") => {
+                base64_decode(s).ok_or_else(|| anyhow::anyhow!("invalid base64 PNG"))?
+            }
             (Value::String(s), _) => s.clone().into_bytes(),
-            (Value::Array(parts), _) => parts.iter().filter_map(Value::as_str).collect::<String>().into_bytes(),
+            (Value::Array(parts), _) => parts
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<String>()
+                .into_bytes(),
             _ => anyhow::bail!("unexpected JSON for a picture"),
         };
         std::fs::create_dir_all(&self.dir)?;
@@ -161,7 +174,10 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 mod tests {
     #[test]
     fn base64_round() {
-        assert_eq!(super::base64_decode("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            super::base64_decode("aGVsbG8=").as_deref(),
+            Some(&b"hello"[..])
+        );
         assert_eq!(super::base64_decode("iVBO\nRw==").map(|v| v.len()), Some(5));
     }
 }

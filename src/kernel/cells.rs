@@ -19,9 +19,17 @@ pub enum Piece {
 pub enum CursorTarget {
     /// On a magic line: the command text, the cursor inside it, and where that text starts
     /// in the cell (all byte offsets).
-    Magic { line: String, cursor: usize, offset: usize },
+    Magic {
+        line: String,
+        cursor: usize,
+        offset: usize,
+    },
     /// In Rust code: the Rust text, the cursor inside it, and its offset in the cell.
-    Rust { code: String, cursor: usize, offset: usize },
+    Rust {
+        code: String,
+        cursor: usize,
+        offset: usize,
+    },
 }
 
 const LINE_MAGIC: &str = "%gim";
@@ -44,7 +52,10 @@ fn block_header(line: &str) -> Option<&str> {
 }
 
 fn is_block(code: &str) -> bool {
-    code.lines().find(|l| !l.trim().is_empty()).and_then(block_header).is_some()
+    code.lines()
+        .find(|l| !l.trim().is_empty())
+        .and_then(block_header)
+        .is_some()
 }
 
 /// Split a cell into pieces.
@@ -94,7 +105,10 @@ pub fn target_at(code: &str, cursor: usize) -> CursorTarget {
     let block = is_block(code);
     // Find the line containing the cursor.
     let line_start = code[..cursor].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let line_end = code[cursor..].find('\n').map(|i| cursor + i).unwrap_or(code.len());
+    let line_end = code[cursor..]
+        .find('\n')
+        .map(|i| cursor + i)
+        .unwrap_or(code.len());
     let line = &code[line_start..line_end];
     let prefix_len = if block {
         let lead = line.len() - line.trim_start().len();
@@ -119,7 +133,11 @@ pub fn target_at(code: &str, cursor: usize) -> CursorTarget {
                 start += 1;
             }
             let start = start.min(cursor.max(line_start + p));
-            CursorTarget::Magic { line: code[start..line_end].to_string(), cursor: cursor.saturating_sub(start), offset: start }
+            CursorTarget::Magic {
+                line: code[start..line_end].to_string(),
+                cursor: cursor.saturating_sub(start),
+                offset: start,
+            }
         }
         None => {
             // The Rust run containing the cursor: bounded by magic lines (or the cell edges).
@@ -137,14 +155,21 @@ pub fn target_at(code: &str, cursor: usize) -> CursorTarget {
                 }
                 pos = l_end;
             }
-            CursorTarget::Rust { code: code[start..end].to_string(), cursor: cursor - start, offset: start }
+            CursorTarget::Rust {
+                code: code[start..end].to_string(),
+                cursor: cursor - start,
+                offset: start,
+            }
         }
     }
 }
 
 /// Byte offset of the `chars`-th code point (Jupyter cursors count code points).
 pub fn char_to_byte(s: &str, chars: usize) -> usize {
-    s.char_indices().nth(chars).map(|(i, _)| i).unwrap_or(s.len())
+    s.char_indices()
+        .nth(chars)
+        .map(|(i, _)| i)
+        .unwrap_or(s.len())
 }
 
 /// Number of code points before byte offset `byte`.
@@ -227,7 +252,9 @@ fn balance(src: &str) -> Balance {
                     j += 1;
                 }
                 if j < b.len() && b[j] == b'"' {
-                    let close: Vec<u8> = std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
+                    let close: Vec<u8> = std::iter::once(b'"')
+                        .chain(std::iter::repeat_n(b'#', hashes))
+                        .collect();
                     match find(&b[j + 1..], &close) {
                         Some(k) => i = j + 1 + k + close.len(),
                         None => return Balance::Open(stack.len()),
@@ -281,12 +308,11 @@ fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
 fn skip_char_literal(b: &[u8], i: usize) -> usize {
     if b.get(i + 1) == Some(&b'\\') {
         // Escape: find the closing quote within a few bytes ('\u{10FFFF}' is the longest).
-        for j in i + 2..(i + 12).min(b.len()) {
-            if b[j] == b'\'' {
-                return j + 1;
-            }
-        }
-        return i + 1;
+        let window = b.get(i + 2..(i + 12).min(b.len())).unwrap_or(&[]);
+        return match window.iter().position(|&c| c == b'\'') {
+            Some(k) => i + 2 + k + 1,
+            None => i + 1,
+        };
     }
     // One UTF-8 code point then a quote.
     let mut j = i + 1;

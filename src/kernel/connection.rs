@@ -35,11 +35,21 @@ fn default_scheme() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     #[error("cannot read connection file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid connection file {path}: {source}")]
-    Parse { path: String, source: serde_json::Error },
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("cannot bind {what} to {endpoint}: {source}")]
-    Bind { what: &'static str, endpoint: String, source: zmq::Error },
+    Bind {
+        what: &'static str,
+        endpoint: String,
+        source: zmq::Error,
+    },
     #[error("zmq: {0}")]
     Zmq(#[from] zmq::Error),
     #[error(transparent)]
@@ -50,7 +60,10 @@ impl ConnectionInfo {
     /// Read and parse a connection file.
     pub fn read(path: &Path) -> Result<ConnectionInfo, ConnectionError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConnectionError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConnectionError::Read {
+            path: p.clone(),
+            source,
+        })?;
         serde_json::from_str(&text).map_err(|source| ConnectionError::Parse { path: p, source })
     }
 
@@ -80,12 +93,19 @@ pub struct Sockets {
 impl Sockets {
     /// Create and bind all sockets described by `info`.
     pub fn bind(ctx: &zmq::Context, info: &ConnectionInfo) -> Result<Sockets, ConnectionError> {
-        let make = |kind: zmq::SocketType, what: &'static str, port: u16| -> Result<zmq::Socket, ConnectionError> {
+        let make = |kind: zmq::SocketType,
+                    what: &'static str,
+                    port: u16|
+         -> Result<zmq::Socket, ConnectionError> {
             let s = ctx.socket(kind)?;
             // Never block process exit on unsent messages.
             s.set_linger(0)?;
             let endpoint = info.endpoint(port);
-            s.bind(&endpoint).map_err(|source| ConnectionError::Bind { what, endpoint, source })?;
+            s.bind(&endpoint).map_err(|source| ConnectionError::Bind {
+                what,
+                endpoint,
+                source,
+            })?;
             Ok(s)
         };
         Ok(Sockets {
@@ -99,7 +119,11 @@ impl Sockets {
 }
 
 /// Receive one multipart message and parse it; `Ok(None)` means it was dropped (and logged).
-pub fn recv(socket: &zmq::Socket, signer: &Signer, channel: &str) -> Result<Option<Message>, zmq::Error> {
+pub fn recv(
+    socket: &zmq::Socket,
+    signer: &Signer,
+    channel: &str,
+) -> Result<Option<Message>, zmq::Error> {
     let frames = socket.recv_multipart(0)?;
     match Message::from_frames(frames, signer) {
         Ok(m) => Ok(Some(m)),

@@ -26,7 +26,8 @@ pub fn kernels_dir(target: &Target) -> anyhow::Result<PathBuf> {
             if let Some(d) = std::env::var_os("JUPYTER_DATA_DIR") {
                 PathBuf::from(d).join("kernels")
             } else {
-                let home = std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("HOME is not set"))?;
+                let home =
+                    std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("HOME is not set"))?;
                 let home = PathBuf::from(home);
                 if cfg!(target_os = "macos") {
                     home.join("Library/Jupyter/kernels")
@@ -71,14 +72,22 @@ pub fn kernel_json(exe: &Path) -> serde_json::Value {
 
 /// Write the kernelspec `name` into `target`'s kernels folder; returns the spec folder.
 pub fn install(target: &Target, name: &str) -> anyhow::Result<PathBuf> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
         anyhow::bail!("kernel name `{name}` must be ASCII letters, digits, `.`, `_` or `-`");
     }
     let exe = std::env::current_exe()?;
     let exe = exe.canonicalize().unwrap_or(exe);
     let dir = kernels_dir(target)?.join(name);
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    std::fs::write(dir.join("kernel.json"), serde_json::to_string_pretty(&kernel_json(&exe))?)?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    std::fs::write(
+        dir.join("kernel.json"),
+        serde_json::to_string_pretty(&kernel_json(&exe))?,
+    )?;
     std::fs::write(dir.join("logo-32x32.png"), LOGO_32)?;
     std::fs::write(dir.join("logo-64x64.png"), LOGO_64)?;
     Ok(dir)

@@ -49,7 +49,8 @@ impl Signer {
             return Err(WireError::UnsupportedScheme(scheme.to_string()));
         }
         // HMAC accepts keys of any length; the error branch cannot happen but is handled anyway.
-        let mac = HmacSha256::new_from_slice(key).map_err(|_| WireError::UnsupportedScheme(scheme.into()))?;
+        let mac = HmacSha256::new_from_slice(key)
+            .map_err(|_| WireError::UnsupportedScheme(scheme.into()))?;
         Ok(Signer { mac: Some(mac) })
     }
 
@@ -101,7 +102,10 @@ impl Message {
     /// Parse and verify the frames of one multipart message.
     pub fn from_frames(frames: Vec<Vec<u8>>, signer: &Signer) -> Result<Message, WireError> {
         let n = frames.len();
-        let delim = frames.iter().position(|f| f.as_slice() == DELIMITER).ok_or(WireError::NoDelimiter(n))?;
+        let delim = frames
+            .iter()
+            .position(|f| f.as_slice() == DELIMITER)
+            .ok_or(WireError::NoDelimiter(n))?;
         let mut rest = frames.into_iter();
         let identities: Vec<Vec<u8>> = rest.by_ref().take(delim).collect();
         rest.next(); // the delimiter itself
@@ -111,7 +115,8 @@ impl Message {
         }
         let mut after = after.into_iter();
         let mut next = || after.next().unwrap_or_default();
-        let (signature, header, parent, metadata, content) = (next(), next(), next(), next(), next());
+        let (signature, header, parent, metadata, content) =
+            (next(), next(), next(), next(), next());
         if !signer.verify(&signature, &[&header, &parent, &metadata, &content]) {
             return Err(WireError::BadSignature);
         }
@@ -165,7 +170,10 @@ impl Message {
 
     /// A boolean field of the content, with a default.
     pub fn content_bool(&self, key: &str, default: bool) -> bool {
-        self.content.get(key).and_then(Value::as_bool).unwrap_or(default)
+        self.content
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
     }
 
     /// A new message answering (or published on behalf of) `self`: same session and
@@ -173,7 +181,11 @@ impl Message {
     pub fn child(&self, msg_type: &str, content: Value) -> Message {
         Message {
             identities: self.identities.clone(),
-            header: new_header(msg_type, self.header_str("session"), self.header_str("username")),
+            header: new_header(
+                msg_type,
+                self.header_str("session"),
+                self.header_str("username"),
+            ),
             parent_header: Value::Object(self.header.clone()),
             metadata: json!({}),
             content,
@@ -192,7 +204,10 @@ impl Message {
 /// A fresh header with a unique id and the current time.
 pub fn new_header(msg_type: &str, session: &str, username: &str) -> Map<String, Value> {
     let mut h = Map::new();
-    h.insert("msg_id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+    h.insert(
+        "msg_id".into(),
+        Value::String(uuid::Uuid::new_v4().to_string()),
+    );
     h.insert("session".into(), Value::String(session.to_string()));
     let user = if username.is_empty() { "gim" } else { username };
     h.insert("username".into(), Value::String(user.to_string()));
@@ -201,10 +216,16 @@ pub fn new_header(msg_type: &str, session: &str, username: &str) -> Map<String, 
         Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
     );
     h.insert("msg_type".into(), Value::String(msg_type.to_string()));
-    h.insert("version".into(), Value::String(PROTOCOL_VERSION.to_string()));
+    h.insert(
+        "version".into(),
+        Value::String(PROTOCOL_VERSION.to_string()),
+    );
     h
 }
 
 fn parse_json(part: &'static str, bytes: &[u8]) -> Result<Value, WireError> {
-    serde_json::from_slice(bytes).map_err(|e| WireError::BadJson { part, reason: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| WireError::BadJson {
+        part,
+        reason: e.to_string(),
+    })
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use serde_json::Value;
 
 use crate::session::{MimeBundle, Output};
@@ -28,7 +28,11 @@ impl CellError {
         let evalue = evalue.lines().next().unwrap_or("").to_string();
         let mut traceback = vec![format!("{ename}: {evalue}")];
         traceback.extend(detail);
-        CellError { ename: ename.into(), evalue, traceback }
+        CellError {
+            ename: ename.into(),
+            evalue,
+            traceback,
+        }
     }
 
     /// The error reported when the user interrupted a cell.
@@ -50,9 +54,15 @@ impl RustInterrupt {
         if !self.running.load(Ordering::SeqCst) {
             return false;
         }
-        let Ok(slot) = self.child.lock() else { return false };
-        let Some(handle) = slot.as_ref() else { return false };
-        let Ok(mut child) = handle.lock() else { return false };
+        let Ok(slot) = self.child.lock() else {
+            return false;
+        };
+        let Some(handle) = slot.as_ref() else {
+            return false;
+        };
+        let Ok(mut child) = handle.lock() else {
+            return false;
+        };
         child.kill().is_ok()
     }
 
@@ -77,16 +87,30 @@ pub struct RustEngine {
 impl RustEngine {
     /// Start evcxr (compiles a first trivial cell: several seconds).
     pub fn start(interrupt: RustInterrupt) -> Result<RustEngine, CellError> {
-        let (ctx, outputs) = evcxr::CommandContext::new()
-            .map_err(|e| CellError::new("EvcxrError", "could not start the Rust evaluator", lines(&e.to_string())))?;
+        let (ctx, outputs) = evcxr::CommandContext::new().map_err(|e| {
+            CellError::new(
+                "EvcxrError",
+                "could not start the Rust evaluator",
+                lines(&e.to_string()),
+            )
+        })?;
         if let Ok(mut slot) = interrupt.child.lock() {
             *slot = Some(ctx.process_handle());
         }
-        Ok(RustEngine { ctx, stdout: outputs.stdout, stderr: outputs.stderr, interrupt })
+        Ok(RustEngine {
+            ctx,
+            stdout: outputs.stdout,
+            stderr: outputs.stderr,
+            interrupt,
+        })
     }
 
     /// Evaluate one block of Rust; stdout/stderr stream to `out` while it runs.
-    pub fn execute(&mut self, code: &str, out: &mut dyn Output) -> Result<Option<MimeBundle>, CellError> {
+    pub fn execute(
+        &mut self,
+        code: &str,
+        out: &mut dyn Output,
+    ) -> Result<Option<MimeBundle>, CellError> {
         self.interrupt.running.store(true, Ordering::SeqCst);
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let ctx = &mut self.ctx;
@@ -110,7 +134,11 @@ impl RustEngine {
         self.drain(out);
         let interrupted = out.interrupted();
         match result {
-            Err(_) => Err(CellError::new("EvcxrError", "the Rust evaluator thread died", vec![])),
+            Err(_) => Err(CellError::new(
+                "EvcxrError",
+                "the Rust evaluator thread died",
+                vec![],
+            )),
             Ok(Ok(outputs)) => {
                 if outputs.content_by_mime_type.is_empty() {
                     return Ok(None);
@@ -120,13 +148,17 @@ impl RustEngine {
                     b.data.insert(mime, Value::String(data));
                 }
                 if !b.data.contains_key("text/plain") {
-                    b.data.insert("text/plain".into(), Value::String(String::new()));
+                    b.data
+                        .insert("text/plain".into(), Value::String(String::new()));
                 }
                 Ok(Some(b))
             }
             Ok(Err(evcxr::Error::TypeRedefinedVariablesLost(vars))) => {
                 // The cell ran; only earlier variables were dropped. Warn and carry on.
-                let msg = format!("warning: a type was redefined, these variables were lost: {}\n", vars.join(", "));
+                let msg = format!(
+                    "warning: a type was redefined, these variables were lost: {}\n",
+                    vars.join(", ")
+                );
                 out.stream("stderr", &msg);
                 Ok(None)
             }
@@ -146,11 +178,8 @@ impl RustEngine {
         while let Ok(l) = self.stdout.try_recv() {
             out.stream("stdout", &format!("{l}\n"));
         }
-        loop {
-            match self.stderr.recv_timeout(Duration::from_millis(50)) {
-                Ok(l) => out.stream("stderr", &format!("{l}\n")),
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
-            }
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(50)) {
+            out.stream("stderr", &format!("{l}\n"));
         }
     }
 }

@@ -53,19 +53,33 @@ impl Shared {
 pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
     let signer = info.signer()?;
     let ctx = zmq::Context::new();
-    let Sockets { shell, control, stdin, iopub, heartbeat } = Sockets::bind(&ctx, info)?;
+    let Sockets {
+        shell,
+        control,
+        stdin,
+        iopub,
+        heartbeat,
+    } = Sockets::bind(&ctx, info)?;
     let _stdin = stdin; // input_request is not supported; the socket stays bound for clients.
 
-    std::thread::Builder::new().name("heartbeat".into()).spawn(move || connection::heartbeat_loop(heartbeat))?;
+    std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || connection::heartbeat_loop(heartbeat))?;
     let (iopub_tx, iopub_rx) = mpsc::channel::<Message>();
     let iopub_signer = signer.clone();
-    let iopub_thread = std::thread::Builder::new().name("iopub".into()).spawn(move || {
-        for msg in iopub_rx {
-            connection::send(&iopub, &iopub_signer, &msg);
-        }
-    })?;
+    let iopub_thread = std::thread::Builder::new()
+        .name("iopub".into())
+        .spawn(move || {
+            for msg in iopub_rx {
+                connection::send(&iopub, &iopub_signer, &msg);
+            }
+        })?;
 
-    let shared = Shared { iopub: iopub_tx, interrupt: Arc::new(AtomicBool::new(false)), rust: RustInterrupt::default() };
+    let shared = Shared {
+        iopub: iopub_tx,
+        interrupt: Arc::new(AtomicBool::new(false)),
+        rust: RustInterrupt::default(),
+    };
     let sigint = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&sigint))?;
 
@@ -74,19 +88,27 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
     // Start evcxr now, off the worker, so magics answer at once and the first Rust cell is quick.
     let (engine_tx, engine_rx) = mpsc::channel();
     let engine_interrupt = shared.rust.clone();
-    std::thread::Builder::new().name("evcxr-start".into()).spawn(move || {
-        let _ = engine_tx.send(RustEngine::start(engine_interrupt));
-    })?;
+    std::thread::Builder::new()
+        .name("evcxr-start".into())
+        .spawn(move || {
+            let _ = engine_tx.send(RustEngine::start(engine_interrupt));
+        })?;
     let worker_shared = shared.clone();
     std::thread::Builder::new()
         .name("worker".into())
         .spawn(move || Worker::new(worker_shared, reply_tx, job_rx, engine_rx).run())?;
 
     // Clients wait for the kernel to say it is ready before sending requests.
-    eprintln!("gim kernel: listening on {}", info.endpoint(info.shell_port));
+    eprintln!(
+        "gim kernel: listening on {}",
+        info.endpoint(info.shell_port)
+    );
     loop {
         let (shell_ready, control_ready) = {
-            let mut items = [shell.as_poll_item(zmq::POLLIN), control.as_poll_item(zmq::POLLIN)];
+            let mut items = [
+                shell.as_poll_item(zmq::POLLIN),
+                control.as_poll_item(zmq::POLLIN),
+            ];
             match zmq::poll(&mut items, POLL_MS) {
                 Ok(_) => (items[0].is_readable(), items[1].is_readable()),
                 Err(zmq::Error::EINTR) => (false, false),
@@ -157,7 +179,10 @@ fn handle_control(shared: &Shared, socket: &zmq::Socket, signer: &Signer, msg: M
         "shutdown_request" => {
             stop = true;
             let restart = msg.content_bool("restart", false);
-            Some(msg.child("shutdown_reply", json!({ "status": "ok", "restart": restart })))
+            Some(msg.child(
+                "shutdown_reply",
+                json!({ "status": "ok", "restart": restart }),
+            ))
         }
         other => {
             eprintln!("gim kernel: ignoring unknown control message `{other}`");
@@ -207,7 +232,8 @@ struct KernelOutput<'a> {
 impl Output for KernelOutput<'_> {
     fn stream(&mut self, name: &str, text: &str) {
         let name = if name == "stderr" { "stderr" } else { "stdout" };
-        self.shared.publish(self.parent, "stream", json!({ "name": name, "text": text }));
+        self.shared
+            .publish(self.parent, "stream", json!({ "name": name, "text": text }));
     }
     fn display(&mut self, bundle: MimeBundle, display_id: Option<&str>) {
         let mut content = bundle_content(bundle);
@@ -219,7 +245,8 @@ impl Output for KernelOutput<'_> {
     fn update_display(&mut self, bundle: MimeBundle, display_id: &str) {
         let mut content = bundle_content(bundle);
         content["transient"] = json!({ "display_id": display_id });
-        self.shared.publish(self.parent, "update_display_data", content);
+        self.shared
+            .publish(self.parent, "update_display_data", content);
     }
     fn interrupted(&self) -> bool {
         self.shared.interrupt.load(Ordering::SeqCst)
@@ -291,7 +318,11 @@ impl Worker {
             self.shared.status(&msg, "idle");
             for job in std::mem::take(&mut self.aborted) {
                 self.shared.status(&job.msg, "busy");
-                self.reply(&job.msg, "execute_reply", json!({ "status": "aborted", "execution_count": Value::Null }));
+                self.reply(
+                    &job.msg,
+                    "execute_reply",
+                    json!({ "status": "aborted", "execution_count": Value::Null }),
+                );
                 self.shared.status(&job.msg, "idle");
             }
         }
@@ -326,11 +357,16 @@ impl Worker {
                 let c = self.history_reply(&msg.content);
                 self.reply(msg, "history_reply", c)
             }
-            "comm_info_request" => self.reply(msg, "comm_info_reply", json!({ "status": "ok", "comms": {} })),
+            "comm_info_request" => self.reply(
+                msg,
+                "comm_info_reply",
+                json!({ "status": "ok", "comms": {} }),
+            ),
             "comm_open" => {
                 // No comm targets: tell the front end the comm is closed.
                 let id = msg.content.get("comm_id").cloned().unwrap_or(Value::Null);
-                self.shared.publish(msg, "comm_close", json!({ "comm_id": id, "data": {} }));
+                self.shared
+                    .publish(msg, "comm_close", json!({ "comm_id": id, "data": {} }));
             }
             "comm_msg" | "comm_close" => {}
             other => eprintln!("gim kernel: ignoring unknown shell message `{other}`"),
@@ -359,11 +395,19 @@ impl Worker {
         let store = msg.content_bool("store_history", !silent) && !silent;
         if store {
             self.execution_count += 1;
-            self.history.push(HistoryEntry { count: self.execution_count, input: code.clone(), output: None });
+            self.history.push(HistoryEntry {
+                count: self.execution_count,
+                input: code.clone(),
+                output: None,
+            });
         }
         let count = self.execution_count;
         if !silent {
-            self.shared.publish(msg, "execute_input", json!({ "code": code, "execution_count": count }));
+            self.shared.publish(
+                msg,
+                "execute_input",
+                json!({ "code": code, "execution_count": count }),
+            );
         }
         self.shared.interrupt.store(false, Ordering::SeqCst);
         let pieces = cells::split(&code);
@@ -375,7 +419,10 @@ impl Worker {
                 break;
             }
             let shared = self.shared.clone();
-            let mut out = KernelOutput { shared: &shared, parent: msg };
+            let mut out = KernelOutput {
+                shared: &shared,
+                parent: msg,
+            };
             let r = match piece {
                 Piece::Magic(line) => self.session.run_magic(&line, &mut out).map_err(magic_error),
                 Piece::Rust(src) => self.run_rust(&src, &mut out),
@@ -440,23 +487,41 @@ impl Worker {
                 _ => RustEngine::start(self.shared.rust.clone())?,
             });
         }
-        self.rust.as_mut().ok_or_else(|| CellError::new("EvcxrError", "no Rust evaluator", vec![]))
+        self.rust
+            .as_mut()
+            .ok_or_else(|| CellError::new("EvcxrError", "no Rust evaluator", vec![]))
     }
 
-    fn run_rust(&mut self, src: &str, out: &mut dyn Output) -> Result<Option<MimeBundle>, CellError> {
+    fn run_rust(
+        &mut self,
+        src: &str,
+        out: &mut dyn Output,
+    ) -> Result<Option<MimeBundle>, CellError> {
         self.engine()?.execute(src, out)
     }
 
     fn complete(&mut self, msg: &Message) -> Value {
         let code = msg.content_str("code").to_string();
-        let cursor_chars = msg.content.get("cursor_pos").and_then(Value::as_u64).unwrap_or(code.chars().count() as u64);
+        let cursor_chars = msg
+            .content
+            .get("cursor_pos")
+            .and_then(Value::as_u64)
+            .unwrap_or(code.chars().count() as u64);
         let cursor = cells::char_to_byte(&code, cursor_chars as usize);
         let (matches, start, end) = match cells::target_at(&code, cursor) {
-            CursorTarget::Magic { line, cursor, offset } => {
+            CursorTarget::Magic {
+                line,
+                cursor,
+                offset,
+            } => {
                 let c = self.session.complete(&line, cursor);
                 (c.matches, offset + c.cursor_start, offset + c.cursor_end)
             }
-            CursorTarget::Rust { code: src, cursor: c, offset } => match self.engine() {
+            CursorTarget::Rust {
+                code: src,
+                cursor: c,
+                offset,
+            } => match self.engine() {
                 Ok(engine) => match engine.complete(&src, c) {
                     Some((m, s, e)) => (m, offset + s, offset + e),
                     None => (vec![], cursor, cursor),
@@ -475,14 +540,20 @@ impl Worker {
 
     fn inspect(&mut self, msg: &Message) -> Value {
         let code = msg.content_str("code");
-        let cursor_chars = msg.content.get("cursor_pos").and_then(Value::as_u64).unwrap_or(0);
+        let cursor_chars = msg
+            .content
+            .get("cursor_pos")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         let cursor = cells::char_to_byte(code, cursor_chars as usize);
         let found = match cells::target_at(code, cursor) {
             CursorTarget::Magic { line, cursor, .. } => self.session.inspect(&line, cursor),
             CursorTarget::Rust { .. } => None,
         };
         match found {
-            Some(b) => json!({ "status": "ok", "found": true, "data": Value::Object(b.data), "metadata": Value::Object(b.metadata) }),
+            Some(b) => {
+                json!({ "status": "ok", "found": true, "data": Value::Object(b.data), "metadata": Value::Object(b.metadata) })
+            }
             None => json!({ "status": "ok", "found": false, "data": {}, "metadata": {} }),
         }
     }
@@ -490,34 +561,47 @@ impl Worker {
     fn history_reply(&self, content: &Value) -> Value {
         let get = |k: &str| content.get(k).and_then(Value::as_i64);
         let all = self.history.iter();
-        let entries: Vec<&HistoryEntry> = match content.get("hist_access_type").and_then(Value::as_str) {
-            Some("tail") => {
-                let n = get("n").unwrap_or(10).max(0) as usize;
-                all.skip(self.history.len().saturating_sub(n)).collect()
-            }
-            Some("range") => {
-                let start = get("start").unwrap_or(0);
-                let stop = get("stop").unwrap_or(i64::MAX);
-                all.filter(|h| (h.count as i64) >= start && (h.count as i64) < stop).collect()
-            }
-            Some("search") => {
-                let pattern = content.get("pattern").and_then(Value::as_str).unwrap_or("*");
-                let mut hits: Vec<&HistoryEntry> = all.filter(|h| glob_match(pattern, &h.input)).collect();
-                if content.get("unique").and_then(Value::as_bool).unwrap_or(false) {
-                    // Keep the latest occurrence of each input.
-                    let mut seen = std::collections::HashSet::new();
-                    hits.reverse();
-                    hits.retain(|h| seen.insert(h.input.as_str()));
-                    hits.reverse();
+        let entries: Vec<&HistoryEntry> =
+            match content.get("hist_access_type").and_then(Value::as_str) {
+                Some("tail") => {
+                    let n = get("n").unwrap_or(10).max(0) as usize;
+                    all.skip(self.history.len().saturating_sub(n)).collect()
                 }
-                if let Some(n) = get("n") {
-                    hits = hits.split_off(hits.len().saturating_sub(n.max(0) as usize));
+                Some("range") => {
+                    let start = get("start").unwrap_or(0);
+                    let stop = get("stop").unwrap_or(i64::MAX);
+                    all.filter(|h| (h.count as i64) >= start && (h.count as i64) < stop)
+                        .collect()
                 }
-                hits
-            }
-            _ => Vec::new(),
-        };
-        let with_output = content.get("output").and_then(Value::as_bool).unwrap_or(false);
+                Some("search") => {
+                    let pattern = content
+                        .get("pattern")
+                        .and_then(Value::as_str)
+                        .unwrap_or("*");
+                    let mut hits: Vec<&HistoryEntry> =
+                        all.filter(|h| glob_match(pattern, &h.input)).collect();
+                    if content
+                        .get("unique")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                    {
+                        // Keep the latest occurrence of each input.
+                        let mut seen = std::collections::HashSet::new();
+                        hits.reverse();
+                        hits.retain(|h| seen.insert(h.input.as_str()));
+                        hits.reverse();
+                    }
+                    if let Some(n) = get("n") {
+                        hits = hits.split_off(hits.len().saturating_sub(n.max(0) as usize));
+                    }
+                    hits
+                }
+                _ => Vec::new(),
+            };
+        let with_output = content
+            .get("output")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let history: Vec<Value> = entries
             .iter()
             .map(|h| {
