@@ -172,12 +172,34 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn pictures_are_written_to_files() {
+        let dir = std::env::temp_dir().join(format!("gim-repl-test-{}", std::process::id()));
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let mut out = TerminalOutput {
+            dir: dir.clone(),
+            written: 0,
+            interrupt,
+        };
+        let bundle = MimeBundle::text("a picture")
+            .with("image/svg+xml", "<svg xmlns='http://www.w3.org/2000/svg'/>")
+            .with("image/png", "iVBORw0KGgo=");
+        out.show(&bundle);
+        let svg = std::fs::read_to_string(dir.join("out-001.svg")).unwrap_or_default();
+        assert!(svg.starts_with("<svg"));
+        let png = std::fs::read(dir.join("out-002.png")).unwrap_or_default();
+        assert_eq!(&png[..4], b"\x89PNG");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn base64_round() {
         assert_eq!(
             super::base64_decode("aGVsbG8=").as_deref(),
             Some(&b"hello"[..])
         );
-        assert_eq!(super::base64_decode("iVBO\nRw==").map(|v| v.len()), Some(5));
+        assert_eq!(super::base64_decode("iVBO\nRw==").map(|v| v.len()), Some(4));
     }
 }
