@@ -22,8 +22,10 @@ use super::message::{Message, Signer, PROTOCOL_VERSION};
 use super::rust::{CellError, RustEngine, RustInterrupt};
 use crate::session::{MagicError, MimeBundle, Output, Session};
 
-/// How long the main loop waits on its sockets before looking at its queues again.
-const POLL_MS: i64 = 10;
+/// How long the main loop sleeps in `poll` before checking the SIGINT flag.
+const POLL_MS: i64 = 100;
+/// The worker's shell replies reach the main thread (which owns the shell socket) here.
+const REPLIES_ENDPOINT: &str = "inproc://gim-shell-replies";
 
 /// A shell request handed to the worker.
 struct Job {
@@ -84,7 +86,14 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&sigint))?;
 
     let (job_tx, job_rx) = mpsc::channel::<Job>();
-    let (reply_tx, reply_rx) = mpsc::channel::<Message>();
+    // A zmq pair, not a channel: the main loop's `poll` wakes the moment a reply is ready.
+    let replies_in = ctx.socket(zmq::PULL)?;
+    replies_in.set_linger(0)?;
+    replies_in.bind(REPLIES_ENDPOINT)?;
+    let replies_out = ctx.socket(zmq::PUSH)?;
+    replies_out.set_linger(0)?;
+    replies_out.connect(REPLIES_ENDPOINT)?;
+    let replies = Replies { socket: replies_out, signer: signer.clone() };
     // Start evcxr now, off the worker, so magics answer at once and the first Rust cell is quick.
     let (engine_tx, engine_rx) = mpsc::channel();
     let engine_interrupt = shared.rust.clone();
@@ -96,7 +105,7 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
     let worker_shared = shared.clone();
     std::thread::Builder::new()
         .name("worker".into())
-        .spawn(move || Worker::new(worker_shared, reply_tx, job_rx, engine_rx).run())?;
+        .spawn(move || Worker::new(worker_shared, replies, job_rx, engine_rx).run())?;
 
     // Clients wait for the kernel to say it is ready before sending requests.
     eprintln!(
@@ -104,14 +113,19 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
         info.endpoint(info.shell_port)
     );
     loop {
-        let (shell_ready, control_ready) = {
+        let (shell_ready, control_ready, replies_ready) = {
             let mut items = [
                 shell.as_poll_item(zmq::POLLIN),
                 control.as_poll_item(zmq::POLLIN),
+                replies_in.as_poll_item(zmq::POLLIN),
             ];
             match zmq::poll(&mut items, POLL_MS) {
-                Ok(_) => (items[0].is_readable(), items[1].is_readable()),
-                Err(zmq::Error::EINTR) => (false, false),
+                Ok(_) => (
+                    items[0].is_readable(),
+                    items[1].is_readable(),
+                    items[2].is_readable(),
+                ),
+                Err(zmq::Error::EINTR) => (false, false, false),
                 Err(e) => return Err(e.into()),
             }
         };
@@ -136,8 +150,13 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
                 }
             }
         }
-        while let Ok(reply) = reply_rx.try_recv() {
-            connection::send(&shell, &signer, &reply);
+        if replies_ready {
+            // Already signed by the worker; frames are passed through untouched.
+            while let Ok(frames) = replies_in.recv_multipart(zmq::DONTWAIT) {
+                if let Err(e) = shell.send_multipart(frames, 0) {
+                    eprintln!("gim kernel: failed to send a shell reply: {e}");
+                }
+            }
         }
     }
     shared.rust.kill();
@@ -264,10 +283,16 @@ struct HistoryEntry {
     output: Option<String>,
 }
 
+/// The worker's end of the reply pipe to the main thread.
+struct Replies {
+    socket: zmq::Socket,
+    signer: Signer,
+}
+
 /// Owns the session and evcxr; handles shell requests in order.
 struct Worker {
     shared: Shared,
-    replies: Sender<Message>,
+    replies: Replies,
     session: Session,
     rust: Option<RustEngine>,
     /// The engine being started in the background (taken on first use).
@@ -285,7 +310,7 @@ struct Worker {
 impl Worker {
     fn new(
         shared: Shared,
-        replies: Sender<Message>,
+        replies: Replies,
         jobs: Receiver<Job>,
         engine: Receiver<Result<RustEngine, CellError>>,
     ) -> Worker {
@@ -329,7 +354,14 @@ impl Worker {
     }
 
     fn reply(&self, parent: &Message, msg_type: &str, content: Value) {
-        let _ = self.replies.send(parent.child(msg_type, content));
+        let msg = parent.child(msg_type, content);
+        if let Err(e) = self
+            .replies
+            .socket
+            .send_multipart(msg.to_frames(&self.replies.signer), 0)
+        {
+            eprintln!("gim kernel: cannot hand over {msg_type}: {e}");
+        }
     }
 
     /// Handle one request.
