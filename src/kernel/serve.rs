@@ -93,7 +93,10 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
     let replies_out = ctx.socket(zmq::PUSH)?;
     replies_out.set_linger(0)?;
     replies_out.connect(REPLIES_ENDPOINT)?;
-    let replies = Replies { socket: replies_out, signer: signer.clone() };
+    let replies = Replies {
+        socket: replies_out,
+        signer: signer.clone(),
+    };
     // Start evcxr now, off the worker, so magics answer at once and the first Rust cell is quick.
     let (engine_tx, engine_rx) = mpsc::channel();
     let engine_interrupt = shared.rust.clone();
@@ -455,6 +458,7 @@ impl Worker {
                 shared: &shared,
                 parent: msg,
             };
+            let is_rust = matches!(piece, Piece::Rust(_));
             let r = match piece {
                 Piece::Magic(line) => self.session.run_magic(&line, &mut out).map_err(magic_error),
                 Piece::Rust(src) => self.run_rust(&src, &mut out),
@@ -465,7 +469,10 @@ impl Worker {
             };
             match r {
                 Ok(Some(bundle)) if !silent => {
-                    if i + 1 == n {
+                    // evcxr's rich content (EVCXR_BEGIN_CONTENT) is display data; a magic's
+                    // bundle, or a plain Rust value, ending the cell is its result.
+                    let rich_rust = is_rust && bundle.data.keys().any(|k| k != "text/plain");
+                    if i + 1 == n && !rich_rust {
                         if store {
                             if let Some(h) = self.history.last_mut() {
                                 h.output = Some(bundle.plain().to_string());

@@ -102,6 +102,34 @@ def test_rust_state_is_kept_between_cells(kernel):
     assert results and results[-1]["content"]["data"]["text/plain"] == "42"
 
 
+def test_rust_rich_content_is_one_display_bundle(kernel):
+    _, kc = kernel
+    code = 'println!("EVCXR_BEGIN_CONTENT text/html\\n<b>rich</b>\\nEVCXR_END_CONTENT");'
+    reply, msgs = execute(kc, code)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    shown = [m for m in msgs if m["msg_type"] in ("display_data", "execute_result")]
+    assert [m["msg_type"] for m in shown] == ["display_data"]
+    assert "<b>rich</b>" in shown[0]["content"]["data"]["text/html"]
+
+
+def test_inspect_magic_line_replies(kernel):
+    _, kc = kernel
+    msg_id = kc.inspect("%gim help", 7)
+    content = shell_reply(kc, msg_id)["content"]
+    assert content["status"] == "ok"
+    if content["found"]:
+        assert "text/plain" in content["data"]
+
+
+def test_rust_completion(kernel):
+    _, kc = kernel
+    code = "let s = String::new();\ns.push_"
+    msg_id = kc.complete(code, len(code))
+    content = shell_reply(kc, msg_id)["content"]
+    assert any(m.startswith("push_str") for m in content["matches"]), content
+    assert content["cursor_end"] == len(code)
+
+
 def test_rust_compile_error_is_readable(kernel):
     _, kc = kernel
     reply, msgs = execute(kc, "let y: u32 = \"no\";")
