@@ -106,7 +106,7 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
             let _ = engine_tx.send(RustEngine::start(engine_interrupt));
         })?;
     let worker_shared = shared.clone();
-    std::thread::Builder::new()
+    let worker = std::thread::Builder::new()
         .name("worker".into())
         .spawn(move || Worker::new(worker_shared, replies, job_rx, engine_rx).run())?;
 
@@ -162,14 +162,15 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
             }
         }
     }
+    // Stop a running Rust cell, then let the worker finish and drop evcxr (which removes its
+    // temporary crate folder) and the iopub thread flush the last status messages.
     shared.rust.kill();
-    // Let the iopub thread flush the last status messages before the process exits.
+    drop(job_tx);
     drop(shared);
-    let deadline = Instant::now() + Duration::from_millis(300);
-    while !iopub_thread.is_finished() && Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !(worker.is_finished() && iopub_thread.is_finished()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(50));
     Ok(())
 }
 

@@ -29,6 +29,7 @@ def test_kernel_info_has_rust_language_and_status(kernel):
     assert reply["content"]["protocol_version"] == "5.3"
     states = [m["content"]["execution_state"] for m in collect(kc, msg_id) if m["msg_type"] == "status"]
     assert states == ["busy", "idle"]
+    assert kc.hb_channel.is_beating()
 
 
 def test_badly_signed_and_malformed_messages_are_ignored(kernel):
@@ -176,6 +177,7 @@ def test_interrupt_long_rust_cell(kernel, how):
 
 def test_restart(kernel):
     km, kc = kernel
+    execute(kc, "let before_restart = 1;")
     t0 = time.monotonic()
     km.restart_kernel(now=False)
     kc.wait_for_ready(timeout=TIMEOUT)
