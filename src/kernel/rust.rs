@@ -14,6 +14,23 @@ use serde_json::Value;
 
 use crate::session::{MimeBundle, Output};
 
+/// Call first thing in `main`: if this process is evcxr's code runner or rustc wrapper, act
+/// as that and never return.
+///
+/// The runner ignores SIGINT: Jupyter signals the kernel's whole process group, and the
+/// runner (which holds the Rust cells' variables) must survive an interrupt sent while no
+/// Rust cell runs. A running cell is stopped by the kernel killing the runner instead.
+pub fn runtime_hook() {
+    if std::env::var_os("EVCXR_IS_RUNTIME").is_some() {
+        // Registering a flag handler replaces the default "terminate" action.
+        let _ = signal_hook::flag::register(
+            signal_hook::consts::SIGINT,
+            Arc::new(AtomicBool::new(false)),
+        );
+    }
+    evcxr::runtime_hook();
+}
+
 /// A failed cell, in Jupyter's terms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellError {

@@ -175,6 +175,18 @@ def test_interrupt_long_rust_cell(kernel, how):
     interrupt_long_cell(km, kc, how)
 
 
+def test_sigint_while_idle_keeps_rust_state(kernel):
+    km, kc = kernel
+    reply, _ = execute(kc, "let kept = 7;")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    km.signal_kernel(signal.SIGINT)  # the whole process group, as Jupyter does
+    time.sleep(0.5)
+    reply, msgs = execute(kc, "kept")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    results = [m for m in msgs if m["msg_type"] == "execute_result"]
+    assert results and results[-1]["content"]["data"]["text/plain"] == "7"
+
+
 def test_restart(kernel):
     km, kc = kernel
     execute(kc, "let before_restart = 1;")
