@@ -132,6 +132,7 @@ impl RustEngine {
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let ctx = &mut self.ctx;
         let (stdout, stderr) = (&self.stdout, &self.stderr);
+        let mut panic = PanicWatch::default();
         let result = std::thread::scope(|scope| {
             scope.spawn(move || {
                 let r = ctx.execute(code);
@@ -140,7 +141,10 @@ impl RustEngine {
             loop {
                 crossbeam_channel::select! {
                     recv(stdout) -> line => if let Ok(l) = line { out.stream("stdout", &format!("{l}\n")) },
-                    recv(stderr) -> line => if let Ok(l) = line { out.stream("stderr", &format!("{l}\n")) },
+                    recv(stderr) -> line => if let Ok(l) = line {
+                        panic.see(&l);
+                        out.stream("stderr", &format!("{l}\n"))
+                    },
                     recv(done_rx) -> r => break r,
                     default(Duration::from_millis(200)) => {}
                 }
@@ -148,13 +152,22 @@ impl RustEngine {
         });
         self.interrupt.running.store(false, Ordering::SeqCst);
         // Everything the cell printed is queued before evcxr returns; flush it in order.
-        self.drain(out);
+        self.drain(out, &mut panic);
         let interrupted = out.interrupted();
         match result {
             Err(_) => Err(CellError::new(
                 "EvcxrError",
                 "the Rust evaluator thread died",
                 vec![],
+            )),
+            // evcxr reports a panic as success (the backtrace went to stderr); Jupyter wants an error.
+            Ok(Ok(_)) if panic.message.is_some() => Err(CellError::new(
+                "Panic",
+                panic.message.as_deref().unwrap_or("panicked"),
+                vec![
+                    "(backtrace in the cell's stderr above; variables defined by this cell were not kept)"
+                        .into(),
+                ],
             )),
             Ok(Ok(outputs)) => {
                 if outputs.content_by_mime_type.is_empty() {
@@ -190,13 +203,36 @@ impl RustEngine {
         Some((matches, c.start_offset, c.end_offset))
     }
 
-    fn drain(&self, out: &mut dyn Output) {
+    fn drain(&self, out: &mut dyn Output, panic: &mut PanicWatch) {
         // stderr arrives through a reader thread; give it a moment to catch up.
         while let Ok(l) = self.stdout.try_recv() {
             out.stream("stdout", &format!("{l}\n"));
         }
         while let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(50)) {
+            panic.see(&l);
             out.stream("stderr", &format!("{l}\n"));
+        }
+    }
+}
+
+/// Spots a panic report in the runner's stderr: `thread '…' panicked at …` then the message.
+#[derive(Default)]
+struct PanicWatch {
+    message: Option<String>,
+    next_is_message: bool,
+}
+
+impl PanicWatch {
+    fn see(&mut self, line: &str) {
+        if self.next_is_message {
+            self.message = Some(line.to_string());
+            self.next_is_message = false;
+        } else if self.message.is_none()
+            && line.starts_with("thread '")
+            && line.contains(" panicked at ")
+        {
+            self.message = Some(line.to_string());
+            self.next_is_message = true;
         }
     }
 }

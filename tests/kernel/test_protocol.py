@@ -131,6 +131,15 @@ def test_rust_completion(kernel):
     assert content["cursor_end"] == len(code)
 
 
+def test_rust_panic_is_an_error(kernel):
+    _, kc = kernel
+    reply, msgs = execute(kc, 'panic!("boom")')
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "Panic" and reply["content"]["evalue"] == "boom"
+    reply, _ = execute(kc, "%gim help")
+    assert reply["content"]["status"] == "ok"
+
+
 def test_rust_compile_error_is_readable(kernel):
     _, kc = kernel
     reply, msgs = execute(kc, "let y: u32 = \"no\";")
