@@ -31,6 +31,9 @@ pub fn runtime_hook() {
     evcxr::runtime_hook();
 }
 
+/// `ename` of the error after evcxr itself panicked; the engine must then be replaced.
+pub const EVALUATOR_DIED: &str = "EvaluatorCrashed";
+
 /// A failed cell, in Jupyter's terms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellError {
@@ -134,11 +137,11 @@ impl RustEngine {
         let (stdout, stderr) = (&self.stdout, &self.stderr);
         let mut panic = PanicWatch::default();
         let result = std::thread::scope(|scope| {
-            scope.spawn(move || {
+            let evaluator = scope.spawn(move || {
                 let r = ctx.execute(code);
                 let _ = done_tx.send(r);
             });
-            loop {
+            let r = loop {
                 crossbeam_channel::select! {
                     recv(stdout) -> line => if let Ok(l) = line { out.stream("stdout", &format!("{l}\n")) },
                     recv(stderr) -> line => if let Ok(l) = line {
@@ -148,7 +151,10 @@ impl RustEngine {
                     recv(done_rx) -> r => break r,
                     default(Duration::from_millis(200)) => {}
                 }
-            }
+            };
+            // Joining here turns a panic inside evcxr into `Err` instead of re-raising it.
+            let _ = evaluator.join();
+            r
         });
         self.interrupt.running.store(false, Ordering::SeqCst);
         // Everything the cell printed is queued before evcxr returns; flush it in order.
@@ -156,8 +162,8 @@ impl RustEngine {
         let interrupted = out.interrupted();
         match result {
             Err(_) => Err(CellError::new(
-                "EvcxrError",
-                "the Rust evaluator thread died",
+                EVALUATOR_DIED,
+                "the Rust evaluator crashed; the next Rust cell starts a fresh one (Rust variables are lost)",
                 vec![],
             )),
             // evcxr reports a panic as success (the backtrace went to stderr); Jupyter wants an error.

@@ -10,8 +10,8 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -19,11 +19,13 @@ use serde_json::{json, Value};
 use super::cells::{self, CursorTarget, Piece};
 use super::connection::{self, ConnectionInfo, Sockets};
 use super::message::{Message, Signer, PROTOCOL_VERSION};
-use super::rust::{CellError, RustEngine, RustInterrupt};
+use super::rust::{CellError, RustEngine, RustInterrupt, EVALUATOR_DIED};
 use crate::session::{MagicError, MimeBundle, Output, Session};
 
 /// How long the main loop sleeps in `poll` before checking the SIGINT flag.
 const POLL_MS: i64 = 100;
+/// How long an interrupted magic may take to notice before the cell is failed without it.
+const MAGIC_GRACE: Duration = Duration::from_millis(700);
 /// The worker's shell replies reach the main thread (which owns the shell socket) here.
 const REPLIES_ENDPOINT: &str = "inproc://gim-shell-replies";
 
@@ -297,7 +299,8 @@ struct Replies {
 struct Worker {
     shared: Shared,
     replies: Replies,
-    session: Session,
+    /// Shared with the thread that runs the current magic (see `run_magic`).
+    session: Arc<Mutex<Session>>,
     rust: Option<RustEngine>,
     /// The engine being started in the background (taken on first use).
     rust_starting: Option<Receiver<Result<RustEngine, CellError>>>,
@@ -323,7 +326,7 @@ impl Worker {
             aborted: Vec::new(),
             shared,
             replies,
-            session: Session::new(),
+            session: Arc::new(Mutex::new(Session::new())),
             rust: None,
             rust_starting: Some(engine),
             execution_count: 0,
@@ -461,7 +464,7 @@ impl Worker {
             };
             let is_rust = matches!(piece, Piece::Rust(_));
             let r = match piece {
-                Piece::Magic(line) => self.session.run_magic(&line, &mut out).map_err(magic_error),
+                Piece::Magic(line) => self.run_magic(line, msg),
                 Piece::Rust(src) => self.run_rust(&src, &mut out),
             };
             let r = match r {
@@ -532,12 +535,97 @@ impl Worker {
             .ok_or_else(|| CellError::new("EvcxrError", "no Rust evaluator", vec![]))
     }
 
+    /// The session, unless a magic abandoned after an interrupt still holds it.
+    fn session_now(&self) -> Option<MutexGuard<'_, Session>> {
+        match self.session.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Run one magic on its own thread. Magics stop early by polling `Output::interrupted()`;
+    /// one that ignores an interrupt for `MAGIC_GRACE` is abandoned: the cell fails at once, the
+    /// magic finishes in the background and the next magic waits for it. A panicking magic is
+    /// an error, not a dead kernel.
+    fn run_magic(
+        &mut self,
+        line: String,
+        parent: &Message,
+    ) -> Result<Option<MimeBundle>, CellError> {
+        let (tx, rx) = mpsc::channel();
+        let session = Arc::clone(&self.session);
+        let shared = self.shared.clone();
+        let parent = parent.clone();
+        std::thread::Builder::new()
+            .name("magic".into())
+            .spawn(move || {
+                let mut out = KernelOutput {
+                    shared: &shared,
+                    parent: &parent,
+                };
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut s = session
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    s.run_magic(&line, &mut out)
+                }));
+                let _ = tx.send(r);
+            })
+            .map_err(|e| {
+                CellError::new(
+                    "MagicError",
+                    &format!("cannot start the magic: {e}"),
+                    vec![],
+                )
+            })?;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(Ok(r)) => return r.map_err(magic_error),
+                Ok(Err(panic)) => {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panic".into());
+                    return Err(CellError::new(
+                        "MagicPanic",
+                        &what,
+                        vec!["(the magic panicked; the session is kept)".into()],
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(CellError::new(
+                        "MagicError",
+                        "the magic's thread ended without a result",
+                        vec![],
+                    ))
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.shared.interrupt.load(Ordering::SeqCst) {
+                        let d = *deadline.get_or_insert_with(|| Instant::now() + MAGIC_GRACE);
+                        if Instant::now() >= d {
+                            return Err(CellError::interrupted(
+                                "interrupted; the magic did not stop and finishes in the background (the next magic waits for it)",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn run_rust(
         &mut self,
         src: &str,
         out: &mut dyn Output,
     ) -> Result<Option<MimeBundle>, CellError> {
-        self.engine()?.execute(src, out)
+        let r = self.engine()?.execute(src, out);
+        if matches!(&r, Err(e) if e.ename == EVALUATOR_DIED) {
+            self.rust = None;
+        }
+        r
     }
 
     fn complete(&mut self, msg: &Message) -> Value {
@@ -554,7 +642,10 @@ impl Worker {
                 cursor,
                 offset,
             } => {
-                let c = self.session.complete(&line, cursor);
+                let c = match self.session_now() {
+                    Some(session) => session.complete(&line, cursor),
+                    None => Default::default(),
+                };
                 (c.matches, offset + c.cursor_start, offset + c.cursor_end)
             }
             CursorTarget::Rust {
@@ -587,7 +678,9 @@ impl Worker {
             .unwrap_or(0);
         let cursor = cells::char_to_byte(code, cursor_chars as usize);
         let found = match cells::target_at(code, cursor) {
-            CursorTarget::Magic { line, cursor, .. } => self.session.inspect(&line, cursor),
+            CursorTarget::Magic { line, cursor, .. } => {
+                self.session_now().and_then(|s| s.inspect(&line, cursor))
+            }
             CursorTarget::Rust { .. } => None,
         };
         match found {
