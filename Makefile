@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BIN := target/release/gim
 export RAYON_NUM_THREADS ?= 2
 
-.PHONY: all build venv test cargo-test demo clean
+.PHONY: all build venv test cargo-test kernel-test kernel-install notebook-test demo clean
 
 all: build
 
@@ -25,10 +25,27 @@ $(VENV)/.stamp: requirements.txt
 cargo-test: build
 	$(CARGO) test --release --locked
 
-test: cargo-test
+# Install the kernelspec into the project venv and run the Jupyter-client tests against it.
+# JUPYTER_PATH puts the venv's kernelspec ahead of any user-wide `gim` kernel.
+KERNEL_ENV := VIRTUAL_ENV=$(CURDIR)/$(VENV) JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter JUPYTER_PLATFORM_DIRS=1
 
-demo: build
-	$(BIN) logits --model ../shared/fixtures/models/llama --prompt "Paris is the capital"
+kernel-install: build venv
+	$(KERNEL_ENV) $(BIN) kernel install --sys-prefix
+
+kernel-test: kernel-install
+	cd tests/kernel && $(KERNEL_ENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(CURDIR)/$(PY) -m pytest -rs -v -p no:cacheprovider .
+
+# Execute every example notebook with the gim kernel; fail on any cell error or missing picture.
+notebook-test: kernel-install
+	$(KERNEL_ENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) tools/run_notebooks.py out/test-notebooks
+
+test: cargo-test kernel-test notebook-test
+
+# Build everything, install the kernel into the project's venv, run the notebooks headless on the
+# embedded toy models, and write executed .ipynb + .html under out/demo.
+demo: kernel-install
+	$(KERNEL_ENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) tools/run_notebooks.py out/demo
+	@echo "executed notebooks and HTML: $(CURDIR)/out/demo"
 
 clean:
 	rm -rf target $(VENV) out

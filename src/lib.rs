@@ -8,6 +8,7 @@ pub mod circuit;
 pub mod cli;
 pub mod error;
 pub mod interrupt;
+pub mod kernel;
 pub mod loader;
 pub mod model;
 pub mod render;

@@ -74,13 +74,27 @@ fn explicit_backward_equals_autograd_for_every_family_and_rule_set() {
         GimRules::softmax_t_only(),
         GimRules::qkv_only(),
         GimRules::gate_up_only(),
-        GimRules { softmax_temperature: Some(3.0), q_scale: Some(0.1), v_scale: Some(0.7), ..GimRules::gim() },
+        GimRules {
+            softmax_temperature: Some(3.0),
+            q_scale: Some(0.1),
+            v_scale: Some(0.7),
+            ..GimRules::gim()
+        },
     ];
     for arch in ARCHS {
-        let opts = gim::LoadOpts { dtype: candle_core::DType::F64, ..Default::default() };
+        let opts = gim::LoadOpts {
+            dtype: candle_core::DType::F64,
+            ..Default::default()
+        };
         let m = gim::load(model_dir(arch).to_str().unwrap(), &opts).unwrap();
         // 24 tokens: past Gemma2's sliding window of 16
-        let ids = m.tok.encode("The capital of France is Paris, and the capital of Germany is", true).unwrap();
+        let ids = m
+            .tok
+            .encode(
+                "The capital of France is Paris, and the capital of Germany is",
+                true,
+            )
+            .unwrap();
         for rules in sets {
             let mut req = AttributeRequest::new(ids.clone());
             req.rules = rules;
@@ -91,8 +105,15 @@ fn explicit_backward_equals_autograd_for_every_family_and_rule_set() {
             let err = rel_err(&a.attributions, &b.attributions);
             // candle's autograd differentiates tanh-GELU with constants rounded to 6 digits
             // (0.797885, 0.0356774, …); the explicit backward uses the exact derivative.
-            let tol = if m.model.cfg.act == gim::model::config::Activation::GeluTanh { 2e-6 } else { 1e-10 };
-            assert!(err < tol, "{arch} {rules:?}: explicit vs autograd {err:.3e}");
+            let tol = if m.model.cfg.act == gim::model::config::Activation::GeluTanh {
+                2e-6
+            } else {
+                1e-10
+            };
+            assert!(
+                err < tol,
+                "{arch} {rules:?}: explicit vs autograd {err:.3e}"
+            );
         }
     }
 }

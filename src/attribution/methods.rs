@@ -230,7 +230,13 @@ pub enum Engine {
 
 /// Forward embeddings `[B, s, d]` with `rules`, backward from the summed objective.
 /// Returns (gradient wrt the embeddings `[B, s, d]`, objective values, target id).
-fn gradient(m: &LoadedModel, embeds: &Tensor, p: &Plan, rules: GimRules, engine: Engine) -> Result<(Tensor, Vec<f64>, u32)> {
+fn gradient(
+    m: &LoadedModel,
+    embeds: &Tensor,
+    p: &Plan,
+    rules: GimRules,
+    engine: Engine,
+) -> Result<(Tensor, Vec<f64>, u32)> {
     let positions = Positions::At(p.positions.clone());
     let (g, vals, target) = match engine {
         Engine::Explicit => {
@@ -238,23 +244,28 @@ fn gradient(m: &LoadedModel, embeds: &Tensor, p: &Plan, rules: GimRules, engine:
             let hv = Var::from_tensor(&t.hidden)?;
             let (vals, target) = objective(m, hv.as_tensor(), p)?;
             let grads = vals.sum_all()?.backward()?;
-            let dh = grads
-                .get(hv.as_tensor())
-                .cloned()
-                .ok_or_else(|| GimError::input("internal error: no gradient at the final hidden state"))?;
+            let dh = grads.get(hv.as_tensor()).cloned().ok_or_else(|| {
+                GimError::input("internal error: no gradient at the final hidden state")
+            })?;
             let g = m.model.backward(&t, &dh, Want::default())?.embed;
             (g, vals, target)
         }
         Engine::Autograd => {
             let var = Var::from_tensor(embeds)?;
-            let mut opts = ForwardOpts { rules, positions, ..Default::default() };
+            let mut opts = ForwardOpts {
+                rules,
+                positions,
+                ..Default::default()
+            };
             let h = m.model.forward_hidden(var.as_tensor(), &mut opts)?;
             let (vals, target) = objective(m, &h, p)?;
             let grads = vals.sum_all()?.backward()?;
             (grads.get(var.as_tensor()).cloned(), vals, target)
         }
     };
-    let g = g.ok_or_else(|| GimError::input("internal error: no gradient reached the input embeddings"))?;
+    let g = g.ok_or_else(|| {
+        GimError::input("internal error: no gradient reached the input embeddings")
+    })?;
     let v: Vec<f64> = vals.to_dtype(DType::F64)?.to_vec1()?;
     Ok((g, v, target))
 }
@@ -310,7 +321,11 @@ pub fn attribute(m: &LoadedModel, req: &AttributeRequest) -> Result<Attribution>
 }
 
 /// Attribute one request with a chosen gradient engine.
-pub fn attribute_with(m: &LoadedModel, req: &AttributeRequest, engine: Engine) -> Result<Attribution> {
+pub fn attribute_with(
+    m: &LoadedModel,
+    req: &AttributeRequest,
+    engine: Engine,
+) -> Result<Attribution> {
     req.rules.validate()?;
     if req.method == Method::IntegratedGradients && req.ig_steps == 0 {
         return Err(GimError::input(
@@ -535,7 +550,9 @@ fn batched(
     let g = model
         .backward(&t, &dh, Want::default())?
         .embed
-        .ok_or_else(|| GimError::input("internal error: no gradient reached the input embeddings"))?;
+        .ok_or_else(|| {
+            GimError::input("internal error: no gradient reached the input embeddings")
+        })?;
     let v: Vec<f64> = vals.to_dtype(DType::F64)?.to_vec1()?;
     let mut out = Vec::new();
     for (r, (i, p)) in plans.iter().enumerate() {

@@ -16,11 +16,22 @@ use crate::model::GimRules;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Receiver {
-    Q { layer: usize, head: usize },
+    Q {
+        layer: usize,
+        head: usize,
+    },
     /// `head` is the key/value head index
-    K { layer: usize, head: usize },
-    V { layer: usize, head: usize },
-    Mlp { layer: usize },
+    K {
+        layer: usize,
+        head: usize,
+    },
+    V {
+        layer: usize,
+        head: usize,
+    },
+    Mlp {
+        layer: usize,
+    },
     Logits,
 }
 
@@ -39,7 +50,10 @@ impl Receiver {
     pub fn node(&self, n_rep: usize) -> Option<Node> {
         match *self {
             Receiver::Q { layer, head } => Some(Node::Head { layer, head }),
-            Receiver::K { layer, head } | Receiver::V { layer, head } => Some(Node::Head { layer, head: head * n_rep }),
+            Receiver::K { layer, head } | Receiver::V { layer, head } => Some(Node::Head {
+                layer,
+                head: head * n_rep,
+            }),
             Receiver::Mlp { layer } => Some(Node::Mlp { layer }),
             Receiver::Logits => None,
         }
@@ -47,7 +61,10 @@ impl Receiver {
 
     fn layer(&self) -> usize {
         match *self {
-            Receiver::Q { layer, .. } | Receiver::K { layer, .. } | Receiver::V { layer, .. } | Receiver::Mlp { layer } => layer,
+            Receiver::Q { layer, .. }
+            | Receiver::K { layer, .. }
+            | Receiver::V { layer, .. }
+            | Receiver::Mlp { layer } => layer,
             Receiver::Logits => usize::MAX,
         }
     }
@@ -118,19 +135,33 @@ fn sender_rows(acts: &SenderActs, n_heads: usize) -> Result<Vec<Tensor>> {
 /// Score every edge from one clean forward, one corrupt forward and one backward pass.
 pub fn edge_attribution(m: &LoadedModel, p: &Problem, rules: GimRules) -> Result<EdgeAttribution> {
     let cfg = &m.model.cfg;
-    let (metric_clean, clean, g) = clean_grads(m, p, rules, Want { nodes: false, receivers: true })?;
+    let (metric_clean, clean, g) = clean_grads(
+        m,
+        p,
+        rules,
+        Want {
+            nodes: false,
+            receivers: true,
+        },
+    )?;
     let corr = corrupt_acts(m, p, &clean)?;
     let metric_corrupt = corrupt_metric(m, p, &corr)?;
     let senders = Node::all(cfg.n_layers, cfg.n_heads);
     let receivers = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads);
     let c = sender_rows(&clean, cfg.n_heads)?;
     let k = sender_rows(&corr, cfg.n_heads)?;
-    let deltas: Vec<Tensor> = c.iter().zip(&k).map(|(a, b)| (a - b)?.to_dtype(DType::F64)).collect::<candle_core::Result<_>>()?;
+    let deltas: Vec<Tensor> = c
+        .iter()
+        .zip(&k)
+        .map(|(a, b)| (a - b)?.to_dtype(DType::F64))
+        .collect::<candle_core::Result<_>>()?;
     let dmat = Tensor::stack(&deltas, 0)?; // [n_s, s*d]
     let mut grows = Vec::with_capacity(receivers.len());
     let per_head = |t: &Tensor, n: usize| -> Result<Vec<Tensor>> {
         let t = t.squeeze(0)?; // [s, n, d]
-        (0..n).map(|h| Ok(t.narrow(1, h, 1)?.flatten_all()?)).collect()
+        (0..n)
+            .map(|h| Ok(t.narrow(1, h, 1)?.flatten_all()?))
+            .collect()
     };
     for l in 0..cfg.n_layers {
         grows.extend(per_head(&g.q_input[l], cfg.n_heads)?);
@@ -138,19 +169,37 @@ pub fn edge_attribution(m: &LoadedModel, p: &Problem, rules: GimRules) -> Result
         grows.extend(per_head(&g.v_input[l], cfg.n_kv_heads)?);
         grows.push(g.mlp_input[l].flatten_all()?);
     }
-    let logits_g = g.logits_input.as_ref().ok_or_else(|| GimError::input("internal: no logits gradient"))?;
+    let logits_g = g
+        .logits_input
+        .as_ref()
+        .ok_or_else(|| GimError::input("internal: no logits gradient"))?;
     grows.push(logits_g.flatten_all()?);
-    let gmat = Tensor::stack(&grows.iter().map(|t| t.to_dtype(DType::F64)).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
+    let gmat = Tensor::stack(
+        &grows
+            .iter()
+            .map(|t| t.to_dtype(DType::F64))
+            .collect::<candle_core::Result<Vec<_>>>()?,
+        0,
+    )?;
     let scores: Vec<Vec<f64>> = dmat.matmul(&gmat.t()?)?.to_vec2()?;
     let mut edges = Vec::new();
     for (i, u) in senders.iter().enumerate() {
         for (j, v) in receivers.iter().enumerate() {
             if connects(*u, *v) {
-                edges.push(Edge { from: *u, to: *v, score: scores[i][j] });
+                edges.push(Edge {
+                    from: *u,
+                    to: *v,
+                    score: scores[i][j],
+                });
             }
         }
     }
-    Ok(EdgeAttribution { edges, metric_clean, metric_corrupt, rules })
+    Ok(EdgeAttribution {
+        edges,
+        metric_clean,
+        metric_corrupt,
+        rules,
+    })
 }
 
 /// A forward hook that gives chosen receivers the corrupted output of chosen senders while
@@ -176,10 +225,20 @@ impl<'m> EdgePatch<'m> {
         let receivers = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads);
         let mut patched = vec![vec![false; receivers.len()]; senders.len()];
         for (u, v) in edges {
-            let i = senders.iter().position(|x| x == u).ok_or_else(|| GimError::input(format!("no sender {}", u.label())))?;
-            let j = receivers.iter().position(|x| x == v).ok_or_else(|| GimError::input(format!("no receiver {}", v.label())))?;
+            let i = senders
+                .iter()
+                .position(|x| x == u)
+                .ok_or_else(|| GimError::input(format!("no sender {}", u.label())))?;
+            let j = receivers
+                .iter()
+                .position(|x| x == v)
+                .ok_or_else(|| GimError::input(format!("no receiver {}", v.label())))?;
             if !connects(*u, *v) {
-                return Err(GimError::input(format!("{} does not feed {}", u.label(), v.label())));
+                return Err(GimError::input(format!(
+                    "{} does not feed {}",
+                    u.label(),
+                    v.label()
+                )));
             }
             patched[i][j] = true;
         }
@@ -218,7 +277,9 @@ impl<'m> EdgePatch<'m> {
                 if !self.patched[i][j] {
                     continue;
                 }
-                let cur = self.cur[i].as_ref().ok_or_else(|| GimError::input("internal: sender ran after its receiver"))?;
+                let cur = self.cur[i]
+                    .as_ref()
+                    .ok_or_else(|| GimError::input("internal: sender ran after its receiver"))?;
                 let d = (self.corr[i].to_dtype(cur.dtype())? - cur)?;
                 acc = Some(match acc {
                     Some(a) => (a + d)?,
@@ -278,7 +339,9 @@ impl Hook for EdgePatch<'_> {
                     .iter()
                     .enumerate()
                     .filter(|(_, r)| match (p, r) {
-                        (QInput(_), Receiver::Q { layer, .. }) | (KInput(_), Receiver::K { layer, .. }) | (VInput(_), Receiver::V { layer, .. }) => *layer == l,
+                        (QInput(_), Receiver::Q { layer, .. })
+                        | (KInput(_), Receiver::K { layer, .. })
+                        | (VInput(_), Receiver::V { layer, .. }) => *layer == l,
                         _ => false,
                     })
                     .map(|(j, _)| j)
@@ -292,7 +355,10 @@ impl Hook for EdgePatch<'_> {
                 }
             }
             MlpIn(l) => {
-                let j = self.receivers.iter().position(|r| *r == Receiver::Mlp { layer: l });
+                let j = self
+                    .receivers
+                    .iter()
+                    .position(|r| *r == Receiver::Mlp { layer: l });
                 match j {
                     Some(j) => match self.delta(&[j], &like()?)? {
                         Some(dl) => Ok((x + dl)?),
@@ -314,7 +380,12 @@ impl Hook for EdgePatch<'_> {
 }
 
 /// The metric with `edges` patched (each receiver sees those senders' corrupted outputs).
-pub fn patch_edges(m: &LoadedModel, p: &Problem, corr: &SenderActs, edges: &[(Node, Receiver)]) -> Result<f64> {
+pub fn patch_edges(
+    m: &LoadedModel,
+    p: &Problem,
+    corr: &SenderActs,
+    edges: &[(Node, Receiver)],
+) -> Result<f64> {
     let mut hook = EdgePatch::new(m, corr, edges)?;
     Ok(metric_with(m, p, std::slice::from_ref(&p.clean), Some(&mut hook), true)?[0])
 }
@@ -379,13 +450,25 @@ pub fn faithfulness_curve(
         let k = k.min(total);
         let outside: Vec<(Node, Receiver)> = ranking[k..].iter().map(|e| (e.from, e.to)).collect();
         let mk = patch_edges(m, p, &corr, &outside)?;
-        points.push(FaithPoint { edges: k, metric: mk, faithfulness: (mk - m_corrupt) / denom });
+        points.push(FaithPoint {
+            edges: k,
+            metric: mk,
+            faithfulness: (mk - m_corrupt) / denom,
+        });
     }
     let mut area = 0.0;
     for w in points.windows(2) {
         let dx = (w[1].edges - w[0].edges) as f64 / total.max(1) as f64;
         area += dx * 0.5 * (w[0].faithfulness + w[1].faithfulness);
     }
-    let edges_to_threshold = points.iter().find(|p| p.faithfulness >= threshold).map(|p| p.edges);
-    Ok(FaithCurve { name: name.into(), points, area, edges_to_threshold })
+    let edges_to_threshold = points
+        .iter()
+        .find(|p| p.faithfulness >= threshold)
+        .map(|p| p.edges);
+    Ok(FaithCurve {
+        name: name.into(),
+        points,
+        area,
+        edges_to_threshold,
+    })
 }

@@ -10,9 +10,12 @@ mod edges;
 mod nodes;
 mod patterns;
 
-pub use edges::{edge_attribution, faithfulness_curve, patch_edges, EdgeAttribution, EdgePatch, FaithCurve, FaithPoint};
-pub use nodes::{exact_node_effects, node_attribution, patch_nodes, NodeAttribution};
 pub use edges::{connects, default_sizes, Edge, Receiver};
+pub use edges::{
+    edge_attribution, faithfulness_curve, patch_edges, EdgeAttribution, EdgePatch, FaithCurve,
+    FaithPoint,
+};
+pub use nodes::{exact_node_effects, node_attribution, patch_nodes, NodeAttribution};
 pub use patterns::{head_pattern_scores, pattern, self_repair, HeadPatternScores, SelfRepairRow};
 
 use candle_core::{DType, IndexOp, Tensor, D};
@@ -46,17 +49,26 @@ impl Node {
     /// Parse `L3H5`, `MLP2`, `emb`.
     pub fn parse(s: &str) -> Result<Node> {
         let t = s.trim();
-        let bad = || GimError::input(format!("`{s}` is not a component (use L<layer>H<head>, MLP<layer> or emb)"));
+        let bad = || {
+            GimError::input(format!(
+                "`{s}` is not a component (use L<layer>H<head>, MLP<layer> or emb)"
+            ))
+        };
         let lower = t.to_ascii_lowercase();
         if lower == "emb" || lower == "embed" {
             return Ok(Node::Embed);
         }
         if let Some(rest) = lower.strip_prefix("mlp") {
-            return Ok(Node::Mlp { layer: rest.parse().map_err(|_| bad())? });
+            return Ok(Node::Mlp {
+                layer: rest.parse().map_err(|_| bad())?,
+            });
         }
         if let Some(rest) = lower.strip_prefix('l') {
             let (l, h) = rest.split_once('h').ok_or_else(bad)?;
-            return Ok(Node::Head { layer: l.parse().map_err(|_| bad())?, head: h.parse().map_err(|_| bad())? });
+            return Ok(Node::Head {
+                layer: l.parse().map_err(|_| bad())?,
+                head: h.parse().map_err(|_| bad())?,
+            });
         }
         Err(bad())
     }
@@ -64,12 +76,14 @@ impl Node {
     pub fn check(&self, m: &LoadedModel) -> Result<()> {
         let c = &m.model.cfg;
         match *self {
-            Node::Head { layer, head } if layer >= c.n_layers || head >= c.n_heads => Err(GimError::input(format!(
-                "{} does not exist: the model has {} layers × {} heads",
-                self.label(),
-                c.n_layers,
-                c.n_heads
-            ))),
+            Node::Head { layer, head } if layer >= c.n_layers || head >= c.n_heads => {
+                Err(GimError::input(format!(
+                    "{} does not exist: the model has {} layers × {} heads",
+                    self.label(),
+                    c.n_layers,
+                    c.n_heads
+                )))
+            }
             Node::Mlp { layer } if layer >= c.n_layers => Err(GimError::input(format!(
                 "{} does not exist: the model has {} layers",
                 self.label(),
@@ -126,7 +140,9 @@ impl Problem {
             }
         }
         if self.target >= v || self.foil.map(|f| f >= v).unwrap_or(false) {
-            return Err(GimError::input(format!("target or foil id is outside the vocabulary (size {v})")));
+            return Err(GimError::input(format!(
+                "target or foil id is outside the vocabulary (size {v})"
+            )));
         }
         Ok(())
     }
@@ -145,9 +161,20 @@ impl Problem {
 }
 
 /// Run rows of ids with a hook (and split q/k/v inputs if asked) → metric per row.
-pub(crate) fn metric_with(m: &LoadedModel, p: &Problem, ids: &[Vec<u32>], hook: Option<&mut dyn Hook>, split: bool) -> Result<Vec<f64>> {
+pub(crate) fn metric_with(
+    m: &LoadedModel,
+    p: &Problem,
+    ids: &[Vec<u32>],
+    hook: Option<&mut dyn Hook>,
+    split: bool,
+) -> Result<Vec<f64>> {
     let e = m.model.embed_ids(ids)?;
-    let mut o = ForwardOpts { hooks: hook, positions: Positions::Last, split_qkv_input: split, ..Default::default() };
+    let mut o = ForwardOpts {
+        hooks: hook,
+        positions: Positions::Last,
+        split_qkv_input: split,
+        ..Default::default()
+    };
     let h = m.model.forward_hidden(&e, &mut o)?;
     Ok(p.metric_rows(m, &h)?.to_dtype(DType::F64)?.to_vec1()?)
 }
@@ -172,9 +199,22 @@ pub(crate) fn head_results(m: &LoadedModel, l: usize, z: &Tensor) -> Result<Tens
     let w = &m.model.w.blocks[l];
     let (b, s, h, dh) = z.dims4()?;
     let d = cfg.d_model;
-    let wo = w.attn.o.w.reshape((d, h, dh))?.permute((1, 2, 0))?.contiguous()?; // [h, dh, d]
-    let zh = z.permute((2, 0, 1, 3))?.reshape((h, b * s, dh))?.contiguous()?;
-    let r = zh.matmul(&wo)?.reshape((h, b, s, d))?.permute((1, 2, 0, 3))?.contiguous()?; // [b, s, h, d]
+    let wo = w
+        .attn
+        .o
+        .w
+        .reshape((d, h, dh))?
+        .permute((1, 2, 0))?
+        .contiguous()?; // [h, dh, d]
+    let zh = z
+        .permute((2, 0, 1, 3))?
+        .reshape((h, b * s, dh))?
+        .contiguous()?;
+    let r = zh
+        .matmul(&wo)?
+        .reshape((h, b, s, d))?
+        .permute((1, 2, 0, 3))?
+        .contiguous()?; // [b, s, h, d]
     match &w.attn_post {
         None => Ok(r),
         Some(nw) => {
@@ -187,7 +227,9 @@ pub(crate) fn head_results(m: &LoadedModel, l: usize, z: &Tensor) -> Result<Tens
             let scale = (normed.to_dtype(DType::F64)? / total.to_dtype(DType::F64)?)?;
             // guard exact zeros (0/0)
             let scale = scale.eq(&scale)?.where_cond(&scale, &scale.zeros_like()?)?;
-            Ok(r.to_dtype(DType::F64)?.broadcast_mul(&scale.unsqueeze(2)?)?.to_dtype(r.dtype())?)
+            Ok(r.to_dtype(DType::F64)?
+                .broadcast_mul(&scale.unsqueeze(2)?)?
+                .to_dtype(r.dtype())?)
         }
     }
 }
@@ -206,14 +248,25 @@ pub fn sender_acts(m: &LoadedModel, ids: &[u32]) -> Result<SenderActs> {
     let n = m.model.cfg.n_layers;
     let mut cache = Cache::of(&sender_points(n));
     let e = m.model.embed_ids(&[ids.to_vec()])?;
-    let mut o = ForwardOpts { hooks: Some(&mut cache), positions: Positions::Last, ..Default::default() };
+    let mut o = ForwardOpts {
+        hooks: Some(&mut cache),
+        positions: Positions::Last,
+        ..Default::default()
+    };
     m.model.forward_hidden(&e, &mut o)?;
     acts_from(m, &cache.acts)
 }
 
-pub(crate) fn acts_from(m: &LoadedModel, acts: &std::collections::HashMap<HookPoint, Tensor>) -> Result<SenderActs> {
+pub(crate) fn acts_from(
+    m: &LoadedModel,
+    acts: &std::collections::HashMap<HookPoint, Tensor>,
+) -> Result<SenderActs> {
     let n = m.model.cfg.n_layers;
-    let get = |p: HookPoint| acts.get(&p).cloned().ok_or_else(|| GimError::input(format!("internal: {p} missing")));
+    let get = |p: HookPoint| {
+        acts.get(&p)
+            .cloned()
+            .ok_or_else(|| GimError::input(format!("internal: {p} missing")))
+    };
     let mut z = Vec::new();
     let mut heads = Vec::new();
     let mut mlps = Vec::new();
@@ -223,7 +276,12 @@ pub(crate) fn acts_from(m: &LoadedModel, acts: &std::collections::HashMap<HookPo
         z.push(zl);
         mlps.push(get(HookPoint::MlpOut(l))?);
     }
-    Ok(SenderActs { embed: get(HookPoint::ResidPre(0))?, z, heads, mlps })
+    Ok(SenderActs {
+        embed: get(HookPoint::ResidPre(0))?,
+        z,
+        heads,
+        mlps,
+    })
 }
 
 impl SenderActs {
@@ -242,13 +300,18 @@ pub fn corrupt_acts(m: &LoadedModel, p: &Problem, clean: &SenderActs) -> Result<
     match &p.corrupt {
         Corruption::Prompt(ids) => sender_acts(m, ids),
         Corruption::Zero => clean.map(|t| Ok(t.zeros_like()?)),
-        Corruption::Mean => clean.map(|t| Ok(t.mean_keepdim(1)?.broadcast_as(t.shape())?.contiguous()?)),
+        Corruption::Mean => {
+            clean.map(|t| Ok(t.mean_keepdim(1)?.broadcast_as(t.shape())?.contiguous()?))
+        }
     }
 }
 
 /// Per-position Σ over the last dim of a·b → `[s]`.
 pub(crate) fn dot_per_pos(a: &Tensor, b: &Tensor) -> Result<Vec<f64>> {
-    Ok((a.to_dtype(DType::F64)? * b.to_dtype(DType::F64)?)?.sum(D::Minus1)?.flatten_all()?.to_vec1()?)
+    Ok((a.to_dtype(DType::F64)? * b.to_dtype(DType::F64)?)?
+        .sum(D::Minus1)?
+        .flatten_all()?
+        .to_vec1()?)
 }
 
 /// Spearman rank correlation (average ranks for ties).

@@ -43,14 +43,24 @@ impl NodeAttribution {
 
     /// Nodes sorted by |score|, largest first.
     pub fn ranked(&self) -> Vec<(Node, f64)> {
-        let mut v: Vec<(Node, f64)> = self.nodes.iter().copied().zip(self.scores.iter().copied()).collect();
+        let mut v: Vec<(Node, f64)> = self
+            .nodes
+            .iter()
+            .copied()
+            .zip(self.scores.iter().copied())
+            .collect();
         v.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
         v
     }
 }
 
 /// Gradient of the metric at the clean run with `rules`: the trace, the gradients and the clean acts.
-pub(crate) fn clean_grads(m: &LoadedModel, p: &Problem, rules: GimRules, want: Want) -> Result<(f64, SenderActs, crate::model::backward::Grads)> {
+pub(crate) fn clean_grads(
+    m: &LoadedModel,
+    p: &Problem,
+    rules: GimRules,
+    want: Want,
+) -> Result<(f64, SenderActs, crate::model::backward::Grads)> {
     p.validate(m)?;
     let e = m.model.embed_ids(&[p.clean.clone()])?;
     let t = m.model.forward_traced(&e, rules, Positions::Last, None)?;
@@ -70,7 +80,9 @@ pub(crate) fn clean_grads(m: &LoadedModel, p: &Problem, rules: GimRules, want: W
 /// Metric of the corrupted run (the corrupt prompt, or every node ablated).
 pub(crate) fn corrupt_metric(m: &LoadedModel, p: &Problem, corr: &SenderActs) -> Result<f64> {
     match &p.corrupt {
-        super::Corruption::Prompt(ids) => Ok(metric_with(m, p, std::slice::from_ref(ids), None, false)?[0]),
+        super::Corruption::Prompt(ids) => {
+            Ok(metric_with(m, p, std::slice::from_ref(ids), None, false)?[0])
+        }
         _ => {
             let all = Node::all(m.model.cfg.n_layers, m.model.cfg.n_heads);
             let mut hook = NodePatcher::new(m, corr, &[all])?;
@@ -82,26 +94,45 @@ pub(crate) fn corrupt_metric(m: &LoadedModel, p: &Problem, corr: &SenderActs) ->
 /// Attribute every node (embeddings, heads, MLPs) with the given backward rules
 /// (`GimRules::gim()` for GIM, `GimRules::off()` for plain attribution patching).
 pub fn node_attribution(m: &LoadedModel, p: &Problem, rules: GimRules) -> Result<NodeAttribution> {
-    let (metric_clean, clean, g) = clean_grads(m, p, rules, Want { nodes: true, receivers: false })?;
+    let (metric_clean, clean, g) = clean_grads(
+        m,
+        p,
+        rules,
+        Want {
+            nodes: true,
+            receivers: false,
+        },
+    )?;
     let corr = corrupt_acts(m, p, &clean)?;
     let metric_corrupt = corrupt_metric(m, p, &corr)?;
     let cfg = &m.model.cfg;
-    let grad = |pt: HookPoint| -> Result<&Tensor> { g.at.get(&pt).ok_or_else(|| GimError::input(format!("internal: no gradient at {pt}"))) };
+    let grad = |pt: HookPoint| -> Result<&Tensor> {
+        g.at.get(&pt)
+            .ok_or_else(|| GimError::input(format!("internal: no gradient at {pt}")))
+    };
     let mut nodes = Vec::new();
     let mut per_position = Vec::new();
     nodes.push(Node::Embed);
-    per_position.push(dot_per_pos(&(&clean.embed - &corr.embed)?, grad(HookPoint::ResidPre(0))?)?);
+    per_position.push(dot_per_pos(
+        &(&clean.embed - &corr.embed)?,
+        grad(HookPoint::ResidPre(0))?,
+    )?);
     for l in 0..cfg.n_layers {
         let dz = (&clean.z[l] - &corr.z[l])?; // [1, s, h, dh]
         let gz = grad(HookPoint::Z(l))?;
-        let per = (dz.to_dtype(DType::F64)? * gz.to_dtype(DType::F64)?)?.sum(3)?.squeeze(0)?; // [s, h]
+        let per = (dz.to_dtype(DType::F64)? * gz.to_dtype(DType::F64)?)?
+            .sum(3)?
+            .squeeze(0)?; // [s, h]
         let per: Vec<Vec<f64>> = per.t()?.to_vec2()?; // [h][s]
         for (h, row) in per.into_iter().enumerate() {
             nodes.push(Node::Head { layer: l, head: h });
             per_position.push(row);
         }
         nodes.push(Node::Mlp { layer: l });
-        per_position.push(dot_per_pos(&(&clean.mlps[l] - &corr.mlps[l])?, grad(HookPoint::MlpOut(l))?)?);
+        per_position.push(dot_per_pos(
+            &(&clean.mlps[l] - &corr.mlps[l])?,
+            grad(HookPoint::MlpOut(l))?,
+        )?);
     }
     Ok(NodeAttribution {
         labels: nodes.iter().map(|n| n.label()).collect(),
@@ -140,7 +171,10 @@ impl NodePatcher {
         let dev = &m.model.device;
         let mut points = HashMap::new();
         if emb.iter().any(|&x| x == 1) {
-            points.insert(HookPoint::ResidPre(0), (corr.embed.clone(), Tensor::from_vec(emb, (b, 1, 1), dev)?));
+            points.insert(
+                HookPoint::ResidPre(0),
+                (corr.embed.clone(), Tensor::from_vec(emb, (b, 1, 1), dev)?),
+            );
         }
         for l in 0..n {
             if heads[l].iter().any(|&x| x == 1) {
@@ -148,7 +182,13 @@ impl NodePatcher {
                 points.insert(HookPoint::Z(l), (corr.z[l].clone(), mk));
             }
             if mlps[l].iter().any(|&x| x == 1) {
-                points.insert(HookPoint::MlpOut(l), (corr.mlps[l].clone(), Tensor::from_vec(mlps[l].clone(), (b, 1, 1), dev)?));
+                points.insert(
+                    HookPoint::MlpOut(l),
+                    (
+                        corr.mlps[l].clone(),
+                        Tensor::from_vec(mlps[l].clone(), (b, 1, 1), dev)?,
+                    ),
+                );
             }
         }
         Ok(NodePatcher { points })
@@ -160,7 +200,9 @@ impl Hook for NodePatcher {
         self.points.contains_key(&p)
     }
     fn apply(&mut self, p: HookPoint, x: Tensor) -> Result<Tensor> {
-        let Some((v, mk)) = self.points.get(&p) else { return Ok(x) };
+        let Some((v, mk)) = self.points.get(&p) else {
+            return Ok(x);
+        };
         let v = v.to_dtype(x.dtype())?.broadcast_as(x.shape())?;
         Ok(mk.broadcast_as(x.shape())?.where_cond(&v, &x)?)
     }

@@ -198,10 +198,12 @@ pub fn write_figures(r: &Attribution, svg: &Option<String>, png: &Option<String>
     let d = crate::render::TokenScores::from(r);
     let fig = crate::render::token_heatmap(&d, &crate::render::HeatmapOpts::default())?;
     if let Some(p) = svg {
-        std::fs::write(p, &fig.svg).map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?;
+        std::fs::write(p, &fig.svg)
+            .map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?;
     }
     if let Some(p) = png {
-        std::fs::write(p, &fig.png).map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?;
+        std::fs::write(p, &fig.png)
+            .map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?;
     }
     Ok(())
 }

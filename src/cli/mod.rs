@@ -2,7 +2,9 @@
 
 pub mod attribute;
 pub mod bench;
+mod kernel;
 pub mod logits;
+mod repl;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -25,16 +27,22 @@ pub enum Command {
     Bench(bench::Args),
     /// Train a toy model with a known mechanism (induction, ioi).
     Train(train::Args),
+    /// Jupyter kernel (`--connection-file F`) and kernelspec installation (`install`).
+    Kernel(kernel::Args),
+    /// Interactive terminal for the `%gim` magics.
+    Repl(repl::Args),
 }
 
 /// Run the CLI; errors are one line on stderr and a non-zero exit.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Logits(a) => logits::run(a),
-        Command::Attribute(a) => attribute::run(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Train(a) => train::run(a),
+        Command::Logits(a) => logits::run(a).map_err(anyhow::Error::from),
+        Command::Attribute(a) => attribute::run(a).map_err(anyhow::Error::from),
+        Command::Bench(a) => bench::run(a).map_err(anyhow::Error::from),
+        Command::Train(a) => train::run(a).map_err(anyhow::Error::from),
+        Command::Kernel(a) => kernel::run(a),
+        Command::Repl(a) => repl::run(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -60,8 +60,8 @@ fn needed(cfg: &ModelConfig, p: HookPoint) -> bool {
     // of circuit work; caching them keeps one traced forward enough.
     use HookPoint::*;
     match p {
-        ResidPre(_) | Q(_) | K(_) | V(_) | AttnScores(_) | Pattern(_) | MlpIn(_) | MlpPre(_) | MlpUp(_) | MlpPost(_)
-        | Z(_) | AttnOut(_) | MlpOut(_) => true,
+        ResidPre(_) | Q(_) | K(_) | V(_) | AttnScores(_) | Pattern(_) | MlpIn(_) | MlpPre(_)
+        | MlpUp(_) | MlpPost(_) | Z(_) | AttnOut(_) | MlpOut(_) => true,
         ResidPost(l) => l + 1 == cfg.n_layers,
         _ => false,
     }
@@ -103,7 +103,9 @@ impl Transformer {
         let cfg = &self.cfg;
         let (b, s, d) = t.shape;
         let get = |p: HookPoint| -> Result<&Tensor> {
-            t.acts.get(&p).ok_or_else(|| GimError::input(format!("internal: {p} was not traced")))
+            t.acts
+                .get(&p)
+                .ok_or_else(|| GimError::input(format!("internal: {p} was not traced")))
         };
         let freeze = t.rules.freeze_norm;
         let dtype = d_hidden.dtype();
@@ -122,7 +124,11 @@ impl Transformer {
                 }),
             ),
             Positions::At(ps) => {
-                let idx = Tensor::from_vec(ps.iter().map(|&p| p as u32).collect::<Vec<_>>(), ps.len(), &self.device)?;
+                let idx = Tensor::from_vec(
+                    ps.iter().map(|&p| p as u32).collect::<Vec<_>>(),
+                    ps.len(),
+                    &self.device,
+                )?;
                 let x = last.index_select(&idx, 1)?;
                 (
                     x,
@@ -140,7 +146,16 @@ impl Transformer {
         }
         let positions = position_ids(b, s, t.attention_mask.as_deref())?;
         let rope = match &cfg.positional {
-            Positional::Rotary { rotary_dim, inv_freq } => Some(Rope::new(&positions, inv_freq, *rotary_dim, dtype, &self.device)?),
+            Positional::Rotary {
+                rotary_dim,
+                inv_freq,
+            } => Some(Rope::new(
+                &positions,
+                inv_freq,
+                *rotary_dim,
+                dtype,
+                &self.device,
+            )?),
             Positional::Learned => None,
         };
         let masks = Masks::new(cfg, &positions, t.attention_mask.as_deref(), &self.device)?;
@@ -151,7 +166,14 @@ impl Transformer {
         let mut v_in = Vec::new();
         let mut mlp_in = Vec::new();
         for l in (0..n).rev() {
-            let lb = LayerBwd { m: self, l, get: &get, rules: t.rules, rope: rope.as_ref(), want };
+            let lb = LayerBwd {
+                m: self,
+                l,
+                get: &get,
+                rules: t.rules,
+                rope: rope.as_ref(),
+                want,
+            };
             let (d_pre, recv) = lb.run(d_resid, &mut grads.at)?;
             if let Some((q, k, v, mi)) = recv {
                 q_in.push(q);
@@ -191,7 +213,11 @@ struct LayerBwd<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> {
 type Receivers = (Tensor, Tensor, Tensor, Tensor);
 
 impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
-    fn run(&self, d_post: Tensor, at: &mut HashMap<HookPoint, Tensor>) -> Result<(Tensor, Option<Receivers>)> {
+    fn run(
+        &self,
+        d_post: Tensor,
+        at: &mut HashMap<HookPoint, Tensor>,
+    ) -> Result<(Tensor, Option<Receivers>)> {
         let cfg = &self.m.cfg;
         let l = self.l;
         let w = &self.m.w.blocks[l];
@@ -216,7 +242,10 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
             Some(gate) => {
                 let u = get(HookPoint::MlpUp(l))?;
                 let d_u = scale(&(&d_hidden * act(cfg.act, pre)?)?, self.rules.up_scale)?;
-                let d_g = scale(&(&d_hidden * u)?.mul(&act_grad(cfg.act, pre)?)?, self.rules.gate_scale)?;
+                let d_g = scale(
+                    &(&d_hidden * u)?.mul(&act_grad(cfg.act, pre)?)?,
+                    self.rules.gate_scale,
+                )?;
                 (lin_bwd(&d_g, gate)? + lin_bwd(&d_u, &w.mlp.up)?)?
             }
             None => lin_bwd(&(&d_hidden * act_grad(cfg.act, pre)?)?, &w.mlp.up)?,
@@ -252,7 +281,8 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         let d_scores = softmax_bwd(scores, pattern, &d_pattern, self.rules.temperature())?;
         let d_scores = match cfg.attn_softcap {
             Some(c) => {
-                let t = (scores.to_dtype(DType::F32.max_with(scores.dtype()))? / c)?.clamp(-1.0, 1.0)?;
+                let t = (scores.to_dtype(DType::F32.max_with(scores.dtype()))? / c)?
+                    .clamp(-1.0, 1.0)?;
                 let f = (1.0 - t.sqr()?)?.to_dtype(d_scores.dtype())?;
                 (d_scores * f)?
             }
@@ -269,14 +299,19 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         };
         let dq = scale(&dq, self.rules.q_scale)?.transpose(1, 2)?; // [b, s, h, dh]
         let dk = scale(&group(dk)?, self.rules.k_scale)?.transpose(1, 2)?;
-        let dv = scale(&group(dv)?, self.rules.v_scale)?.transpose(1, 2)?.contiguous()?;
+        let dv = scale(&group(dv)?, self.rules.v_scale)?
+            .transpose(1, 2)?
+            .contiguous()?;
         if self.want.nodes {
             at.insert(HookPoint::Q(l), dq.contiguous()?);
             at.insert(HookPoint::K(l), dk.contiguous()?);
             at.insert(HookPoint::V(l), dv.clone());
         }
         let (mut dq, mut dk) = match self.rope {
-            Some(r) => (r.apply_transpose(&dq.contiguous()?)?, r.apply_transpose(&dk.contiguous()?)?),
+            Some(r) => (
+                r.apply_transpose(&dq.contiguous()?)?,
+                r.apply_transpose(&dk.contiguous()?)?,
+            ),
             None => (dq.contiguous()?, dk.contiguous()?),
         };
         if w.attn.q_norm.is_some() || w.attn.k_norm.is_some() {
@@ -297,16 +332,31 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
             let per_head = |dx: &Tensor, lw: &LinearW, n: usize| -> Result<Tensor> {
                 // [b, s, n, dh] @ [n, dh, d] → [b, s, n, d], then through the norm (per position)
                 let wv = lw.w.reshape((n, dh, cfg.d_model))?;
-                let g = dx.permute((2, 0, 1, 3))?.reshape((n, b * s, dh))?.matmul(&wv)?;
-                let g = g.reshape((n, b, s, cfg.d_model))?.permute((1, 2, 0, 3))?.contiguous()?;
-                let x = resid_pre.unsqueeze(2)?.broadcast_as((b, s, n, cfg.d_model))?.contiguous()?;
+                let g = dx
+                    .permute((2, 0, 1, 3))?
+                    .reshape((n, b * s, dh))?
+                    .matmul(&wv)?;
+                let g = g
+                    .reshape((n, b, s, cfg.d_model))?
+                    .permute((1, 2, 0, 3))?
+                    .contiguous()?;
+                let x = resid_pre
+                    .unsqueeze(2)?
+                    .broadcast_as((b, s, n, cfg.d_model))?
+                    .contiguous()?;
                 norm_bwd(cfg, &w.ln1, &x, &g, freeze)
             };
-            Some((per_head(&dq, &w.attn.q, h)?, per_head(&dk, &w.attn.k, kv)?, per_head(&dv, &w.attn.v, kv)?, d_mlp_in))
+            Some((
+                per_head(&dq, &w.attn.q, h)?,
+                per_head(&dk, &w.attn.k, kv)?,
+                per_head(&dv, &w.attn.v, kv)?,
+                d_mlp_in,
+            ))
         } else {
             None
         };
-        let dx1 = ((lin_bwd(&dq_flat, &w.attn.q)? + lin_bwd(&dk_flat, &w.attn.k)?)? + lin_bwd(&dv_flat, &w.attn.v)?)?;
+        let dx1 = ((lin_bwd(&dq_flat, &w.attn.q)? + lin_bwd(&dk_flat, &w.attn.k)?)?
+            + lin_bwd(&dv_flat, &w.attn.v)?)?;
         let d_pre = (d_mid + norm_bwd(cfg, &w.ln1, resid_pre, &dx1, freeze)?)?;
         if self.want.nodes {
             at.insert(HookPoint::ResidPre(l), d_pre.clone());
@@ -354,11 +404,17 @@ fn norm_bwd(cfg: &ModelConfig, w: &NormW, x: &Tensor, dy: &Tensor, freeze: bool)
     let xf = x.to_dtype(ft)?;
     let g = dy.to_dtype(ft)?;
     let ww = w.w.to_dtype(ft)?;
-    let g = if cfg.norm_one_plus { g.broadcast_mul(&(ww + 1.0)?)? } else { g.broadcast_mul(&ww)? };
+    let g = if cfg.norm_one_plus {
+        g.broadcast_mul(&(ww + 1.0)?)?
+    } else {
+        g.broadcast_mul(&ww)?
+    };
     let eps = cfg.norm_eps;
     let dx = match cfg.norm {
         NormKind::RmsNorm => {
-            let inv = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+            let inv = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+                .sqrt()?
+                .recip()?;
             if freeze {
                 g.broadcast_mul(&inv)?
             } else {
@@ -369,7 +425,9 @@ fn norm_bwd(cfg: &ModelConfig, w: &NormW, x: &Tensor, dy: &Tensor, freeze: bool)
         }
         NormKind::LayerNorm => {
             let xc = xf.broadcast_sub(&xf.mean_keepdim(D::Minus1)?)?;
-            let inv = (xc.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+            let inv = (xc.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+                .sqrt()?
+                .recip()?;
             let gc = g.broadcast_sub(&g.mean_keepdim(D::Minus1)?)?;
             if freeze {
                 gc.broadcast_mul(&inv)?

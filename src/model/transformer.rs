@@ -238,7 +238,11 @@ impl Transformer {
 }
 
 /// Position ids per row; with left padding, real tokens count from 0.
-pub(crate) fn position_ids(b: usize, s: usize, mask: Option<&[Vec<u8>]>) -> Result<Vec<Vec<usize>>> {
+pub(crate) fn position_ids(
+    b: usize,
+    s: usize,
+    mask: Option<&[Vec<u8>]>,
+) -> Result<Vec<Vec<usize>>> {
     match mask {
         None => Ok(vec![(0..s).collect(); b]),
         Some(m) => {
@@ -401,7 +405,10 @@ impl Rope {
         let dh = dy.dim(D::Minus1)?;
         let r = self.rotary_dim;
         let (rot, pass) = if r < dh {
-            (dy.narrow(D::Minus1, 0, r)?, Some(dy.narrow(D::Minus1, r, dh - r)?))
+            (
+                dy.narrow(D::Minus1, 0, r)?,
+                Some(dy.narrow(D::Minus1, r, dh - r)?),
+            )
         } else {
             (dy.clone(), None)
         };

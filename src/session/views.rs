@@ -61,22 +61,36 @@ pub fn attribution_text(r: &Attribution) -> String {
 pub fn attribution_bundle(r: &Attribution) -> MimeBundle {
     let d = render::TokenScores::from(r);
     let fig = render::token_heatmap(&d, &render::HeatmapOpts::default()).ok();
-    render::bundle(attribution_text(r), fig.as_ref(), Some(render::token_html(&d, None)), Some(json(r)))
+    render::bundle(
+        attribution_text(r),
+        fig.as_ref(),
+        Some(render::token_html(&d, None)),
+        Some(json(r)),
+    )
 }
 
 /// Several methods on one prompt: one figure, a row per method.
 pub fn compare_bundle(rs: &[Attribution], normalize: bool) -> MimeBundle {
     let mut text = String::new();
     let mut html = String::new();
-    let shared = rs.iter().flat_map(|r| r.attributions.iter()).fold(0.0f64, |m, v| m.max(v.abs()));
+    let shared = rs
+        .iter()
+        .flat_map(|r| r.attributions.iter())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
     for r in rs {
         text.push_str(&attribution_text(r));
         text.push('\n');
         let d = render::TokenScores::from(r);
-        html.push_str(&render::token_html(&d, if normalize { None } else { Some(shared) }));
+        html.push_str(&render::token_html(
+            &d,
+            if normalize { None } else { Some(shared) },
+        ));
     }
     let c = render::Comparison::from_attributions(rs);
-    let opts = render::CompareOpts { normalize_rows: normalize, ..Default::default() };
+    let opts = render::CompareOpts {
+        normalize_rows: normalize,
+        ..Default::default()
+    };
     let fig = c.ok().and_then(|c| render::compare_heatmap(&c, &opts).ok());
     render::bundle(text, fig.as_ref(), Some(html), Some(json(&rs)))
 }

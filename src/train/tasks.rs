@@ -111,7 +111,10 @@ pub fn induction_batch(v: &Vocab, rng: &mut Rng, b: usize) -> Batch {
         }
         row.truncate(INDUCTION_LEN);
         // position p predicts row[p + 1]: the second copy's tokens after its first
-        let t = (second..second + l - 1).filter(|&p| p + 1 < row.len()).map(|p| (p, row[p + 1])).collect();
+        let t = (second..second + l - 1)
+            .filter(|&p| p + 1 < row.len())
+            .map(|p| (p, row[p + 1]))
+            .collect();
         ids.push(row);
         targets.push(t);
     }

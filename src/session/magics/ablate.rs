@@ -27,14 +27,35 @@ pub struct Args {
 
 pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
     let m = pick(s, &a.model)?;
-    let (prompt, comps) = a.items.split_last().ok_or_else(|| GimError::input("give components and a prompt"))?;
-    let nodes: Vec<Node> = comps.iter().map(|n| Node::parse(n)).collect::<Result<_, _>>()?;
+    let (prompt, comps) = a
+        .items
+        .split_last()
+        .ok_or_else(|| GimError::input("give components and a prompt"))?;
+    let nodes: Vec<Node> = comps
+        .iter()
+        .map(|n| Node::parse(n))
+        .collect::<Result<_, _>>()?;
     let ids = m.tok.encode(prompt, true)?;
     let target = match &a.target {
         Some(t) => crate::attribution::target_text_ids(&m.tok, t, "target")?[0],
-        None => m.model.logits(&[ids.clone()], Positions::Last)?.flatten_all()?.to_dtype(candle_core::DType::F32)?.argmax(0)?.to_scalar::<u32>()?,
+        None => m
+            .model
+            .logits(&[ids.clone()], Positions::Last)?
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .argmax(0)?
+            .to_scalar::<u32>()?,
     };
-    let p = Problem { clean: ids, corrupt: if a.mean { Corruption::Mean } else { Corruption::Zero }, target, foil: None };
+    let p = Problem {
+        clean: ids,
+        corrupt: if a.mean {
+            Corruption::Mean
+        } else {
+            Corruption::Zero
+        },
+        target,
+        foil: None,
+    };
     let before = patch_nodes(m, &p, &[])?;
     let after = patch_nodes(m, &p, &nodes)?;
     let labels: Vec<String> = nodes.iter().map(|n| n.label()).collect();
@@ -45,6 +66,7 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
         if a.mean { "mean" } else { "zero" },
         after - before
     );
-    let json = serde_json::json!({"nodes": labels, "target_id": target, "before": before, "after": after});
+    let json =
+        serde_json::json!({"nodes": labels, "target_id": target, "before": before, "after": after});
     Ok(Some(MimeBundle::text(text).with("application/json", json)))
 }

@@ -62,7 +62,9 @@ pub fn report(s: &Session, a: &Args) -> Result<CircuitReport, GimError> {
     let p = a.problem.problem(m)?;
     let threshold = a.faithfulness.unwrap_or(0.9);
     if !(threshold.is_finite() && threshold > 0.0 && threshold <= 1.5) {
-        return Err(GimError::input("--faithfulness must be a number in (0, 1.5]"));
+        return Err(GimError::input(
+            "--faithfulness must be a number in (0, 1.5]",
+        ));
     }
     let gim = edge_attribution(m, &p, s.settings.rules)?;
     let plain = edge_attribution(m, &p, GimRules::off())?;
@@ -72,14 +74,37 @@ pub fn report(s: &Session, a: &Args) -> Result<CircuitReport, GimError> {
     let rg = gim.ranked();
     let curves = vec![
         faithfulness_curve(m, &p, "gim", &rg, &sizes, threshold, mc, mk)?,
-        faithfulness_curve(m, &p, "gradient", &plain.ranked(), &sizes, threshold, mc, mk)?,
-        faithfulness_curve(m, &p, "random", &shuffled(&gim.edges, a.seed), &sizes, threshold, mc, mk)?,
+        faithfulness_curve(
+            m,
+            &p,
+            "gradient",
+            &plain.ranked(),
+            &sizes,
+            threshold,
+            mc,
+            mk,
+        )?,
+        faithfulness_curve(
+            m,
+            &p,
+            "random",
+            &shuffled(&gim.edges, a.seed),
+            &sizes,
+            threshold,
+            mc,
+            mk,
+        )?,
     ];
     let k = match a.top {
         Some(k) => k.min(n),
         None => curves[0].edges_to_threshold.unwrap_or(n),
     };
-    let fk = curves[0].points.iter().find(|p| p.edges >= k).map(|p| p.faithfulness).unwrap_or(f64::NAN);
+    let fk = curves[0]
+        .points
+        .iter()
+        .find(|p| p.edges >= k)
+        .map(|p| p.faithfulness)
+        .unwrap_or(f64::NAN);
     Ok(CircuitReport {
         metric: metric_name(m, &p),
         metric_clean: mc,
@@ -97,7 +122,12 @@ pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<Mime
     let m = pick(s, &a.problem.model)?;
     let mut text = format!(
         "circuit for {}: clean {:.4}, corrupt {:.4}; {} of {} edges kept, faithfulness {:.3}\n",
-        r.metric, r.metric_clean, r.metric_corrupt, r.circuit.len(), r.n_edges, r.circuit_faithfulness
+        r.metric,
+        r.metric_clean,
+        r.metric_corrupt,
+        r.circuit.len(),
+        r.n_edges,
+        r.circuit_faithfulness
     );
     for c in &r.curves {
         text.push_str(&format!(
@@ -105,18 +135,48 @@ pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<Mime
             c.name,
             c.area,
             r.threshold,
-            c.edges_to_threshold.map(|k| k.to_string()).unwrap_or_else(|| "never".into())
+            c.edges_to_threshold
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "never".into())
         ));
     }
-    let g = graph(m, &r.circuit, format!("circuit: {} edges, faithfulness {:.2}", r.circuit.len(), r.circuit_faithfulness));
-    if let Ok(fig) = render::circuit_graph(&g, &GraphOpts { top_k: r.circuit.len().clamp(1, 60), hide_isolated: true }) {
-        out.display(render::bundle("circuit graph".into(), Some(&fig), None, None), None);
+    let g = graph(
+        m,
+        &r.circuit,
+        format!(
+            "circuit: {} edges, faithfulness {:.2}",
+            r.circuit.len(),
+            r.circuit_faithfulness
+        ),
+    );
+    if let Ok(fig) = render::circuit_graph(
+        &g,
+        &GraphOpts {
+            top_k: r.circuit.len().clamp(1, 60),
+            hide_isolated: true,
+        },
+    ) {
+        out.display(
+            render::bundle("circuit graph".into(), Some(&fig), None, None),
+            None,
+        );
     }
     let chart = LineChart {
         title: format!("faithfulness · {}", r.metric),
         x_label: "edges kept".into(),
         y_label: "faithfulness".into(),
-        curves: r.curves.iter().map(|c| Curve { name: c.name.clone(), points: c.points.iter().map(|p| (p.edges as f64, p.faithfulness)).collect() }).collect(),
+        curves: r
+            .curves
+            .iter()
+            .map(|c| Curve {
+                name: c.name.clone(),
+                points: c
+                    .points
+                    .iter()
+                    .map(|p| (p.edges as f64, p.faithfulness))
+                    .collect(),
+            })
+            .collect(),
     };
     let fig = render::line_chart(&chart).ok();
     let json = serde_json::to_value(&r).unwrap_or_default();

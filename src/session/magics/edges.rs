@@ -35,11 +35,17 @@ fn node_id(n: Node) -> String {
 pub fn graph(m: &LoadedModel, edges: &[Edge], title: String) -> CircuitGraph {
     let rep = m.model.cfg.n_rep();
     let mut nodes: Vec<CircuitNode> = Vec::new();
-    let add = |id: String, label: String, layer: usize, kind: NodeKind, nodes: &mut Vec<CircuitNode>| {
-        if !nodes.iter().any(|n| n.id == id) {
-            nodes.push(CircuitNode { id, label, layer, kind });
-        }
-    };
+    let add =
+        |id: String, label: String, layer: usize, kind: NodeKind, nodes: &mut Vec<CircuitNode>| {
+            if !nodes.iter().any(|n| n.id == id) {
+                nodes.push(CircuitNode {
+                    id,
+                    label,
+                    layer,
+                    kind,
+                });
+            }
+        };
     let mut out_edges = Vec::new();
     for e in edges {
         let (fid, flayer, fkind) = match e.from {
@@ -54,11 +60,23 @@ pub fn graph(m: &LoadedModel, edges: &[Edge], title: String) -> CircuitGraph {
             Some(n @ Node::Mlp { layer }) => (node_id(n), layer, NodeKind::Mlp),
             Some(Node::Embed) => ("emb".to_string(), 0, NodeKind::Embedding),
         };
-        let tlabel = if tid == "logits" { "logits".to_string() } else { tid.clone() };
+        let tlabel = if tid == "logits" {
+            "logits".to_string()
+        } else {
+            tid.clone()
+        };
         add(tid.clone(), tlabel, tlayer, tkind, &mut nodes);
-        out_edges.push(CircuitEdge { from: fid, to: tid, score: e.score });
+        out_edges.push(CircuitEdge {
+            from: fid,
+            to: tid,
+            score: e.score,
+        });
     }
-    CircuitGraph { nodes, edges: out_edges, title }
+    CircuitGraph {
+        nodes,
+        edges: out_edges,
+        title,
+    }
 }
 
 pub fn receiver_label(r: &Receiver) -> String {
@@ -81,10 +99,27 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
         ea.metric_corrupt
     );
     for (i, e) in top.iter().enumerate() {
-        text.push_str(&format!("{:>3}  {:<8} → {:<10} {:>+10.4}\n", i + 1, e.from.label(), receiver_label(&e.to), e.score));
+        text.push_str(&format!(
+            "{:>3}  {:<8} → {:<10} {:>+10.4}\n",
+            i + 1,
+            e.from.label(),
+            receiver_label(&e.to),
+            e.score
+        ));
     }
-    let g = graph(m, &top, format!("top {} edges · {}", top.len(), metric_name(m, &p)));
-    let fig = render::circuit_graph(&g, &GraphOpts { top_k: a.top, hide_isolated: true }).ok();
+    let g = graph(
+        m,
+        &top,
+        format!("top {} edges · {}", top.len(), metric_name(m, &p)),
+    );
+    let fig = render::circuit_graph(
+        &g,
+        &GraphOpts {
+            top_k: a.top,
+            hide_isolated: true,
+        },
+    )
+    .ok();
     let json = serde_json::to_value(&ea).unwrap_or_default();
     if let Some(v) = a.var {
         s.vars.insert(v, json.clone());

@@ -45,19 +45,29 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
         na.metric_clean,
         na.metric_corrupt
     );
-    let exact = if a.exact { Some(exact_node_effects(m, &p)?.1) } else { None };
+    let exact = if a.exact {
+        Some(exact_node_effects(m, &p)?.1)
+    } else {
+        None
+    };
     for (i, (n, sc)) in na.ranked().iter().take(12).enumerate() {
-        let ex = exact.as_ref().and_then(|e| na.nodes.iter().position(|x| x == n).map(|j| e[j]));
+        let ex = exact
+            .as_ref()
+            .and_then(|e| na.nodes.iter().position(|x| x == n).map(|j| e[j]));
         text.push_str(&format!(
             "{:>3}  {:<8} {:>+10.4}{}\n",
             i + 1,
             n.label(),
             sc,
-            ex.map(|e| format!("   exact {e:>+10.4}")).unwrap_or_default()
+            ex.map(|e| format!("   exact {e:>+10.4}"))
+                .unwrap_or_default()
         ));
     }
     if let Some(e) = &exact {
-        text.push_str(&format!("Spearman ρ(scores, exact effects) = {:.3}\n", spearman(&na.scores, e)));
+        text.push_str(&format!(
+            "Spearman ρ(scores, exact effects) = {:.3}\n",
+            spearman(&na.scores, e)
+        ));
     }
     let fig = render::head_heatmap(&render::HeadScores {
         scores: grid,

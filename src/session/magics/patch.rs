@@ -22,7 +22,11 @@ pub struct Args {
 pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
     let m = pick(s, &a.problem.model)?;
     let p = a.problem.problem(m)?;
-    let nodes: Vec<Node> = a.nodes.iter().map(|n| Node::parse(n)).collect::<Result<_, _>>()?;
+    let nodes: Vec<Node> = a
+        .nodes
+        .iter()
+        .map(|n| Node::parse(n))
+        .collect::<Result<_, _>>()?;
     for n in &nodes {
         n.check(m)?;
     }
@@ -30,7 +34,11 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
     let patched = patch_nodes(m, &p, &nodes)?;
     let all = Node::all(m.model.cfg.n_layers, m.model.cfg.n_heads);
     let corrupt = patch_nodes(m, &p, &all)?;
-    let frac = if (clean - corrupt).abs() > 1e-12 { (clean - patched) / (clean - corrupt) } else { f64::NAN };
+    let frac = if (clean - corrupt).abs() > 1e-12 {
+        (clean - patched) / (clean - corrupt)
+    } else {
+        f64::NAN
+    };
     let labels: Vec<String> = nodes.iter().map(|n| n.label()).collect();
     let text = format!(
         "{}: clean {clean:.4} → with {} patched {patched:.4} (corrupt {corrupt:.4}); effect {:+.4}, {:.1}% of the full corruption",

@@ -23,7 +23,9 @@ pub struct Args {
 pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
     let m = pick(s, &a.model)?;
     let Node::Head { layer, head } = Node::parse(&a.head)? else {
-        return Err(GimError::input(format!("`{}` is not a head (use L<layer>H<head>)", a.head)).into());
+        return Err(
+            GimError::input(format!("`{}` is not a head (use L<layer>H<head>)", a.head)).into(),
+        );
     };
     let ids = m.tok.encode(&a.prompt, true)?;
     let pat = pattern(m, &ids, layer, head)?;
@@ -33,7 +35,13 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
         sc.prev_token[layer][head], sc.induction[layer][head]
     );
     let tokens: Vec<String> = ids.iter().map(|&i| m.tok.decode_one(i)).collect();
-    let fig = render::attention_pattern(&AttentionPattern { tokens, pattern: pat.clone(), layer, head }).ok();
+    let fig = render::attention_pattern(&AttentionPattern {
+        tokens,
+        pattern: pat.clone(),
+        layer,
+        head,
+    })
+    .ok();
     let json = serde_json::json!({"layer": layer, "head": head, "pattern": pat, "prev_token_score": sc.prev_token[layer][head], "induction_score": sc.induction[layer][head]});
     Ok(Some(render::bundle(text, fig.as_ref(), None, Some(json))))
 }

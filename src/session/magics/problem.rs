@@ -35,13 +35,20 @@ pub struct ProblemArgs {
 fn one_token(m: &LoadedModel, t: &str, what: &str) -> Result<u32, GimError> {
     let ids = crate::attribution::target_text_ids(&m.tok, t, what)?;
     if ids.len() != 1 {
-        return Err(GimError::input(format!("the {what} {t:?} is {} tokens; it must be one token", ids.len())));
+        return Err(GimError::input(format!(
+            "the {what} {t:?} is {} tokens; it must be one token",
+            ids.len()
+        )));
     }
     Ok(ids[0])
 }
 
 fn top(m: &LoadedModel, ids: &[u32]) -> Result<u32, GimError> {
-    let l = m.model.logits(&[ids.to_vec()], Positions::Last)?.flatten_all()?.to_dtype(candle_core::DType::F32)?;
+    let l = m
+        .model
+        .logits(&[ids.to_vec()], Positions::Last)?
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?;
     Ok(l.argmax(0)?.to_scalar::<u32>()?)
 }
 
@@ -52,7 +59,11 @@ impl ProblemArgs {
             (Some(c), _, _) => Corruption::Prompt(m.tok.encode(c, true)?),
             (None, true, _) => Corruption::Zero,
             (None, _, true) => Corruption::Mean,
-            _ => return Err(GimError::input("give --corrupt \"<prompt>\" (same length), or --zero / --mean ablation")),
+            _ => {
+                return Err(GimError::input(
+                    "give --corrupt \"<prompt>\" (same length), or --zero / --mean ablation",
+                ))
+            }
         };
         let target = match &self.target {
             Some(t) => one_token(m, t, "target")?,
@@ -60,10 +71,17 @@ impl ProblemArgs {
         };
         let foil = match (&self.foil, &corrupt) {
             (Some(f), _) => Some(one_token(m, f, "foil")?),
-            (None, Corruption::Prompt(c)) if c.len() == clean.len() => Some(top(m, c)?).filter(|f| *f != target),
+            (None, Corruption::Prompt(c)) if c.len() == clean.len() => {
+                Some(top(m, c)?).filter(|f| *f != target)
+            }
             _ => None,
         };
-        let p = Problem { clean, corrupt, target, foil };
+        let p = Problem {
+            clean,
+            corrupt,
+            target,
+            foil,
+        };
         p.validate(m)?;
         Ok(p)
     }
@@ -72,7 +90,11 @@ impl ProblemArgs {
 /// "logit(Mary) − logit(John)" for titles.
 pub fn metric_name(m: &LoadedModel, p: &Problem) -> String {
     match p.foil {
-        Some(f) => format!("logit({}) − logit({})", m.tok.decode_one(p.target).trim(), m.tok.decode_one(f).trim()),
+        Some(f) => format!(
+            "logit({}) − logit({})",
+            m.tok.decode_one(p.target).trim(),
+            m.tok.decode_one(f).trim()
+        ),
         None => format!("logit({})", m.tok.decode_one(p.target).trim()),
     }
 }

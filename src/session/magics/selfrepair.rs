@@ -28,17 +28,39 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
     rows.sort_by(|x, y| y.direct_effect.abs().total_cmp(&x.direct_effect.abs()));
     let mut text = format!("self-repair for {} (sorted by |direct effect|)\nhead      direct      total   self-repair\n", metric_name(m, &p));
     for r in rows.iter().take(a.top) {
-        text.push_str(&format!("{:<8} {:>+9.4}  {:>+9.4}  {:>+9.4}\n", r.label, r.direct_effect, r.total_effect, r.self_repair));
+        text.push_str(&format!(
+            "{:<8} {:>+9.4}  {:>+9.4}  {:>+9.4}\n",
+            r.label, r.direct_effect, r.total_effect, r.self_repair
+        ));
     }
     let chart = LineChart {
         title: "direct (x) vs total (y) effect per head".into(),
         x_label: "rank by |direct effect|".into(),
         y_label: "effect on the metric".into(),
         curves: vec![
-            Curve { name: "direct".into(), points: rows.iter().enumerate().map(|(i, r)| (i as f64, r.direct_effect)).collect() },
-            Curve { name: "total".into(), points: rows.iter().enumerate().map(|(i, r)| (i as f64, r.total_effect)).collect() },
+            Curve {
+                name: "direct".into(),
+                points: rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (i as f64, r.direct_effect))
+                    .collect(),
+            },
+            Curve {
+                name: "total".into(),
+                points: rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (i as f64, r.total_effect))
+                    .collect(),
+            },
         ],
     };
     let fig = render::line_chart(&chart).ok();
-    Ok(Some(render::bundle(text, fig.as_ref(), None, Some(serde_json::to_value(&rows).unwrap_or_default()))))
+    Ok(Some(render::bundle(
+        text,
+        fig.as_ref(),
+        None,
+        Some(serde_json::to_value(&rows).unwrap_or_default()),
+    )))
 }
