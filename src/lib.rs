@@ -6,6 +6,7 @@ pub mod attribution;
 pub mod bench;
 pub mod cli;
 pub mod error;
+pub mod eval;
 pub mod interrupt;
 pub mod loader;
 pub mod model;
