@@ -2,6 +2,7 @@
 
 pub mod attribute;
 pub mod bench;
+pub mod eval;
 pub mod logits;
 pub mod train;
 
@@ -23,6 +24,8 @@ pub enum Command {
     Attribute(attribute::Args),
     /// Benchmark forward passes and attribution methods on random-weight models.
     Bench(bench::Args),
+    /// Faithfulness (comprehensiveness, sufficiency) of attribution methods over a data set.
+    Eval(eval::Args),
     /// Train a toy model with a known mechanism (induction, ioi).
     Train(train::Args),
 }
@@ -34,6 +37,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Logits(a) => logits::run(a),
         Command::Attribute(a) => attribute::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Train(a) => train::run(a),
     };
     match r {

@@ -4,6 +4,7 @@ mod attribute;
 mod compare;
 pub mod config;
 mod demo;
+mod eval;
 mod export;
 pub mod help;
 mod info;
@@ -129,6 +130,7 @@ pub fn all() -> Vec<Magic> {
         magic!(config),
         magic!(attribute),
         magic!(compare),
+        magic!(eval),
         magic!(tokens),
         magic!(top),
         magic!(export),
