@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::attribution::TargetSpec;
 use crate::error::{GimError, Result};
 use crate::train::rng::Rng;
-use crate::train::tasks::{induction_batch, induction_symbols, Vocab};
+use crate::train::tasks::induction_symbols;
 
 /// One prompt to explain: its text, target and optional foil.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,26 +128,29 @@ pub fn read_examples(path: &str, fields: &Fields) -> Result<Vec<EvalExample>> {
     Ok(out)
 }
 
-/// `n` induction prompts from the training task's generator (`<bos> noise A noise A…`), each cut
-/// after a random token of the second copy of `A` with the next token of `A` as target: only
-/// induction (attending to the token after the earlier occurrence) predicts it.
+/// Length of the repeated segment of [`induction_examples`].
+pub const INDUCTION_SEGMENT: usize = 15;
+
+/// `n` induction prompts `<bos> A A[..=j]` with a random segment `A` of
+/// [`INDUCTION_SEGMENT`] syllables, cut after a random token `j` of the second copy; the target is
+/// the next token of `A`, which only induction (attending to the token after the earlier
+/// occurrence) predicts. The second copy starts right after the first, which is the layout both
+/// the embedded toy-induction (trained on exactly this) and models trained on the varying-offset
+/// task (`induction_batch`) have seen.
 pub fn induction_examples(n: usize, seed: u64) -> Vec<EvalExample> {
-    let v = Vocab::new(&induction_symbols());
+    let syms = induction_symbols();
     let mut rng = Rng::new(seed);
-    let b = induction_batch(&v, &mut rng, n);
-    b.ids
-        .iter()
-        .zip(&b.targets)
-        .filter(|(_, t)| !t.is_empty())
-        .map(|(row, t)| {
-            let (p, target) = t[rng.below(t.len())];
-            let words: Vec<&str> = row[1..=p]
-                .iter()
-                .map(|&i| v.words[i as usize].as_str())
+    (0..n)
+        .map(|_| {
+            let seg: Vec<&str> = (0..INDUCTION_SEGMENT)
+                .map(|_| rng.pick(&syms[..]).as_str())
                 .collect();
+            let j = rng.below(INDUCTION_SEGMENT - 1);
+            let mut words = seg.clone();
+            words.extend(&seg[..=j]);
             EvalExample {
                 prompt: words.join(" "),
-                target: TargetSpec::Text(format!(" {}", v.words[target as usize])),
+                target: TargetSpec::Text(format!(" {}", seg[j + 1])),
                 contrast: None,
             }
         })

@@ -19,7 +19,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub use data::{induction_examples, parse_line, read_examples, EvalExample, Fields};
+pub use data::{
+    induction_examples, parse_line, read_examples, EvalExample, Fields, INDUCTION_SEGMENT,
+};
 pub use metrics::{
     faithfulness, n_replaced, normalised_mean, patched_rows, ranking, replaced, scores,
     Faithfulness, FaithfulnessOpts, SUFFICIENCY_RATIOS,
