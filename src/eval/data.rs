@@ -45,7 +45,8 @@ fn id_field(v: &Value, name: &str) -> Option<u32> {
 fn matches(v: &Value, key: &str, want: &str) -> bool {
     match v.get(key) {
         Some(Value::String(s)) => s == want,
-        Some(x) => x.to_string() == want,
+        // numbers and booleans compare as JSON (`heldout_template=true`)
+        Some(x) => serde_json::from_str::<Value>(want).is_ok_and(|w| w == *x),
         None => false,
     }
 }

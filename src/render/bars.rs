@@ -84,8 +84,9 @@ pub fn bar_chart(c: &BarChart) -> Result<Figure> {
         }
         let t = nice_ticks(lo, hi, 4);
         let step = if t.len() > 1 { t[1] - t[0] } else { 1.0 };
-        lo = (lo / step - 1e-9).floor() * step;
-        hi = (hi / step + 1e-9).ceil() * step;
+        // Snap outward to whole ticks (a bound already on a tick stays there).
+        lo = (lo / step + 1e-9).floor() * step;
+        hi = (hi / step - 1e-9).ceil() * step;
         let ticks = nice_ticks(lo, hi, 4);
         let mx = |x: f64| px + PANEL_W * (x - lo) / (hi - lo);
         sc.bold(px, py - 16.0, p.title.as_str(), 12.0, INK, Align::Left);
