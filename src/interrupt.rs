@@ -29,3 +29,25 @@ pub fn check() -> Result<()> {
         Ok(())
     }
 }
+
+/// Make the first Ctrl-C (SIGINT) of a command-line run [`request`] an interrupt, so long loops
+/// stop at their next check and keep what they finished; a second Ctrl-C ends the process.
+pub fn on_ctrl_c() {
+    #[cfg(unix)]
+    {
+        extern "C" fn handler(_: libc::c_int) {
+            REQUESTED.store(true, Ordering::SeqCst);
+            // SAFETY: signal() is async-signal-safe; restoring the default makes a second Ctrl-C fatal.
+            unsafe {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+            }
+        }
+        // SAFETY: the handler only stores an atomic and resets the disposition.
+        unsafe {
+            libc::signal(
+                libc::SIGINT,
+                handler as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod circuit;
 pub mod cli;
 pub mod error;
+pub mod eval;
 pub mod interrupt;
 pub mod kernel;
 pub mod loader;

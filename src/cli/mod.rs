@@ -2,6 +2,7 @@
 
 pub mod attribute;
 pub mod bench;
+pub mod eval;
 mod kernel;
 pub mod logits;
 mod repl;
@@ -25,6 +26,8 @@ pub enum Command {
     Attribute(attribute::Args),
     /// Benchmark forward passes and attribution methods on random-weight models.
     Bench(bench::Args),
+    /// Faithfulness (comprehensiveness, sufficiency) of attribution methods over a data set.
+    Eval(eval::Args),
     /// Train a toy model with a known mechanism (induction, ioi).
     Train(train::Args),
     /// Jupyter kernel (`--connection-file F`) and kernelspec installation (`install`).
@@ -40,6 +43,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Logits(a) => logits::run(a).map_err(anyhow::Error::from),
         Command::Attribute(a) => attribute::run(a).map_err(anyhow::Error::from),
         Command::Bench(a) => bench::run(a).map_err(anyhow::Error::from),
+        Command::Eval(a) => eval::run(a).map_err(anyhow::Error::from),
         Command::Train(a) => train::run(a).map_err(anyhow::Error::from),
         Command::Kernel(a) => kernel::run(a),
         Command::Repl(a) => repl::run(a),

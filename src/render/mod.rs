@@ -14,8 +14,10 @@
 //! ```
 
 mod axes;
+mod bars;
 mod color;
 mod curves;
+mod faithfulness;
 mod graph;
 mod heads;
 mod html;
@@ -24,8 +26,12 @@ mod scene;
 mod text;
 mod tokens;
 
+pub use bars::{bar_chart, BarChart, BarPanel};
 pub use color::{diverging, sequential, Rgb};
 pub use curves::{line_chart, Curve, LineChart};
+pub use faithfulness::{
+    faithfulness_bundle, faithfulness_chart, faithfulness_html, faithfulness_table,
+};
 pub use graph::{circuit_graph, CircuitEdge, CircuitGraph, CircuitNode, GraphOpts, NodeKind};
 pub use heads::{attention_pattern, head_heatmap, AttentionPattern, HeadScores};
 pub use html::token_html;

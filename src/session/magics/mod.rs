@@ -7,6 +7,7 @@ mod compare;
 pub mod config;
 mod demo;
 pub mod edges;
+mod eval;
 mod export;
 mod heads;
 pub mod help;
@@ -137,6 +138,7 @@ pub fn all() -> Vec<Magic> {
         magic!(config),
         magic!(attribute),
         magic!(compare),
+        magic!(eval),
         magic!(tokens),
         magic!(top),
         magic!(heads),

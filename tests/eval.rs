@@ -1,0 +1,329 @@
+//! Faithfulness evaluation: the batched metrics against a one-prompt-at-a-time loop, their
+//! direction on a model with a known mechanism, the `gim eval` binary and the `%gim eval` magic.
+
+mod common;
+use common::*;
+
+use std::process::Command;
+
+use candle_core::{DType, IndexOp};
+use gim::attribution::{attribute, AttributeRequest, Attribution, Method, TargetSpec};
+use gim::eval::{evaluate, faithfulness, EvalExample, FaithfulnessOpts, Stat, SUFFICIENCY_RATIOS};
+use gim::model::Positions;
+use gim::session::{Recorder, Session};
+use gim::{load, LoadOpts, LoadedModel};
+
+fn fixture_model(dtype: DType) -> LoadedModel {
+    let opts = LoadOpts {
+        dtype,
+        ..Default::default()
+    };
+    load(model_dir("llama").to_str().unwrap(), &opts).expect("load llama fixture")
+}
+
+/// f for one prompt, straight from the full logits.
+fn f_one(m: &LoadedModel, ids: &[u32], a: &Attribution) -> f64 {
+    let l = m.model.logits(&[ids.to_vec()], Positions::Last).unwrap();
+    let l: Vec<f64> = l
+        .i((0, 0))
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    l[a.target_id as usize] - a.contrast_id.map(|c| l[c as usize]).unwrap_or(0.0)
+}
+
+/// The metrics written out as plainly as possible, one forward pass per patched prompt.
+fn naive(m: &LoadedModel, a: &Attribution, base: u32) -> (f64, f64) {
+    let n = a.token_ids.len();
+    let mut cand: Vec<usize> = (1..n - 1).collect();
+    cand.sort_by(|&i, &j| a.attributions[j].partial_cmp(&a.attributions[i]).unwrap());
+    let f0 = f_one(m, &a.token_ids, a);
+    let mut comp = Vec::new();
+    let mut ids = a.token_ids.clone();
+    for &p in cand.iter().take(50) {
+        ids[p] = base;
+        comp.push(f0 - f_one(m, &ids, a));
+    }
+    let mut suff = Vec::new();
+    for r in SUFFICIENCY_RATIOS {
+        let q = (r * cand.len() as f64).floor() as usize;
+        let mut ids = a.token_ids.clone();
+        for &p in &cand[cand.len() - q..] {
+            ids[p] = base;
+        }
+        suff.push(f0 - f_one(m, &ids, a));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    (mean(&comp) / f0.abs(), mean(&suff) / f0.abs())
+}
+
+#[test]
+fn batched_metrics_equal_a_one_by_one_loop() {
+    let m = fixture_model(DType::F64);
+    let ids = m
+        .tok
+        .encode(
+            "When Mary and John went to the store, John gave a drink to",
+            true,
+        )
+        .unwrap();
+    for (method, contrast) in [
+        (Method::Gim, None),
+        (Method::Occlusion, Some(TargetSpec::Text(" John".into()))),
+        (Method::Random, None),
+    ] {
+        let mut req = AttributeRequest::new(ids.clone());
+        req.method = method;
+        req.contrast = contrast;
+        let a = attribute(&m, &req).unwrap();
+        let base = a.baseline_id.unwrap();
+        // small chunks so the batching is exercised across several forward passes
+        let opts = FaithfulnessOpts {
+            batch_size: 3,
+            ..Default::default()
+        };
+        let f = faithfulness(&m, &a, None, &opts).unwrap();
+        let (c, s) = naive(&m, &a, base);
+        assert_eq!(f.n_candidates, a.token_ids.len() - 2);
+        assert_eq!(f.comprehensiveness_drops.len(), f.n_candidates.min(50));
+        assert!(
+            (f.comprehensiveness - c).abs() < 1e-9,
+            "{method:?}: {} vs {c}",
+            f.comprehensiveness
+        );
+        assert!(
+            (f.sufficiency - s).abs() < 1e-9,
+            "{method:?}: {} vs {s}",
+            f.sufficiency
+        );
+        assert!((f.target_logit - a.target_logit).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn ranking_the_known_important_token_first_scores_higher() {
+    // toy-ioi: the indirect object's name is what the model copies.
+    let m = load("toy-ioi", &LoadOpts::default()).unwrap();
+    let prompt = "Since Mary and John were working at the park , John passed a ball to";
+    let ids = m.tok.encode(prompt, true).unwrap();
+    let mut req = AttributeRequest::new(ids);
+    req.target = TargetSpec::Text(" Mary".into());
+    req.method = Method::Random;
+    let mut a = attribute(&m, &req).unwrap();
+    let io = a.tokens.iter().position(|t| t.trim() == "Mary").unwrap();
+    let opts = FaithfulnessOpts::default();
+    a.attributions = vec![0.0; a.token_ids.len()];
+    a.attributions[io] = 1.0;
+    let best = faithfulness(&m, &a, None, &opts).unwrap();
+    a.attributions[io] = -1.0;
+    let worst = faithfulness(&m, &a, None, &opts).unwrap();
+    assert!(
+        best.comprehensiveness > worst.comprehensiveness,
+        "{} vs {}",
+        best.comprehensiveness,
+        worst.comprehensiveness
+    );
+    assert!(best.comprehensiveness_drops[0] > 0.0);
+    assert!(
+        best.sufficiency < worst.sufficiency,
+        "{} vs {}",
+        best.sufficiency,
+        worst.sufficiency
+    );
+}
+
+#[test]
+fn evaluate_gives_finite_scores_and_ci() {
+    let m = fixture_model(DType::F32);
+    let ex: Vec<EvalExample> = ["The capital of France is", "One two three four five six"]
+        .iter()
+        .map(|p| EvalExample {
+            prompt: p.to_string(),
+            target: TargetSpec::Argmax,
+            contrast: None,
+        })
+        .collect();
+    let mut seen = 0;
+    let run = evaluate(
+        &m,
+        &ex,
+        &[Method::Random, Method::Gradient],
+        &AttributeRequest::new(vec![]),
+        &FaithfulnessOpts::default(),
+        |rs| {
+            seen += rs.len();
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, 4);
+    assert_eq!(run.n_done, 2);
+    assert!(!run.interrupted);
+    assert_eq!(run.summary.len(), 2);
+    assert_eq!(run.summary[0].method, "random");
+    for r in &run.results {
+        assert!(
+            r.comprehensiveness.is_finite() && r.sufficiency.is_finite(),
+            "{r:?}"
+        );
+    }
+    assert!(run.summary[0].comprehensiveness.ci95.is_finite());
+    let s = Stat::of([1.0, 2.0, 3.0, f64::NAN]);
+    assert_eq!(s.n, 3);
+    assert!((s.mean - 2.0).abs() < 1e-12);
+    assert!((s.ci95 - 1.96 / 3f64.sqrt()).abs() < 1e-12);
+}
+
+fn gim(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gim"))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run gim");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("gim-eval-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn cli_eval_writes_jsonl_png_and_a_table() {
+    let data = tmp("three.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            r#"{"prompt":"When Mary and John went to the store , John gave a drink to","target":" Mary"}"#, "\n",
+            r#"{"prompt":"As Tom and Kate walked to the park , Kate offered a book to","target":" Tom","contrast":" Kate"}"#, "\n\n",
+            r#"{"clean":"Since Emma and Paul were working at the office , Paul passed a key to","io":" Emma","s":" Paul"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let (out, png) = (tmp("out.jsonl"), tmp("chart.png"));
+    let (code, stdout, err) = gim(&[
+        "eval",
+        "--model",
+        "toy-ioi",
+        "--data",
+        data.to_str().unwrap(),
+        "--methods",
+        "gim,random",
+        "--out",
+        out.to_str().unwrap(),
+        "--png",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        stdout.contains("comprehensiveness") && stdout.contains("gim") && stdout.contains("random"),
+        "{stdout}"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[0]["method"], "gim");
+    assert_eq!(lines[5]["example"], 2);
+    for l in &lines {
+        assert!(
+            l["comprehensiveness"].is_f64()
+                && l["sufficiency"].is_f64()
+                && l["target_logit"].is_f64()
+        );
+    }
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+
+    // the IOI format with the subject as contrast, a filter and a limit
+    let (code, stdout, err) = gim(&[
+        "eval",
+        "--model",
+        "toy-ioi",
+        "--data",
+        "models/toy-ioi/ioi_prompts.jsonl",
+        "--filter",
+        "heldout_template=true",
+        "--contrast-field",
+        "s",
+        "--limit",
+        "2",
+        "--methods",
+        "occlusion",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["n_done"], 2);
+    assert!(v["summary"][0]["comprehensiveness"]["mean"].is_f64());
+}
+
+#[test]
+fn cli_eval_bad_input_is_one_line() {
+    let empty = tmp("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    let bad = tmp("bad.jsonl");
+    std::fs::write(&bad, "{\"target\":\" Mary\"}\n").unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--data", "/nonexistent/prompts.jsonl"], "cannot open"),
+        (
+            &[
+                "--data",
+                "models/toy-ioi/ioi_prompts.jsonl",
+                "--methods",
+                "gim,magic",
+            ],
+            "unknown method",
+        ),
+        (&["--data", empty.to_str().unwrap()], "no examples"),
+        (&["--data", bad.to_str().unwrap()], "line 1"),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["eval", "--model", "toy-ioi"];
+        args.extend_from_slice(extra);
+        let (code, _, err) = gim(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.starts_with("error:") && err.contains(needle), "{err}");
+    }
+}
+
+#[test]
+fn eval_magic_shows_table_chart_and_json() {
+    let mut s = Session::new();
+    let mut out = Recorder::default();
+    s.run_magic("load toy-ioi", &mut out)
+        .map_err(|e| e.message)
+        .unwrap();
+    let line = "eval --data models/toy-ioi/ioi_prompts.jsonl --filter heldout_template=true --limit 2 --methods gim,random";
+    let b = s
+        .run_magic(line, &mut out)
+        .map_err(|e| e.message)
+        .unwrap()
+        .unwrap();
+    for k in [
+        "text/plain",
+        "text/html",
+        "image/png",
+        "image/svg+xml",
+        "application/json",
+    ] {
+        assert!(b.data.contains_key(k), "{k}");
+    }
+    assert!(b.plain().contains("sufficiency"));
+    assert_eq!(b.data["application/json"]["n_done"], 2);
+    assert_eq!(b.data["application/json"]["summary"][1]["method"], "random");
+    let e = s
+        .run_magic("eval --data /nonexistent.jsonl", &mut out)
+        .err()
+        .unwrap();
+    assert!(e.message.contains("cannot open") && !e.message.contains('\n'));
+}
