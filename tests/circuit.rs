@@ -6,17 +6,6 @@ use common::*;
 use gim::circuit::*;
 use gim::model::GimRules;
 
-fn problem(m: &gim::LoadedModel, clean: &str, corrupt: &str, target: &str, foil: &str) -> Problem {
-    let t = m.tok.encode(target, false).unwrap()[0];
-    let f = m.tok.encode(foil, false).unwrap()[0];
-    Problem {
-        clean: m.tok.encode(clean, true).unwrap(),
-        corrupt: Corruption::Prompt(m.tok.encode(corrupt, true).unwrap()),
-        target: t,
-        foil: Some(f),
-    }
-}
-
 #[test]
 fn patching_everything_reproduces_the_corrupt_run_on_every_family() {
     for arch in ARCHS {

@@ -11,6 +11,8 @@ def code(s, draws=False):
             "execution_count": None, "outputs": []}
 
 def nb(cells):
+    for i, c in enumerate(cells):
+        c["id"] = f"cell-{i:02d}"
     return {"nbformat": 4, "nbformat_minor": 5, "cells": cells,
             "metadata": {"kernelspec": {"name": "gim", "display_name": "GIM (Rust)", "language": "rust"},
                          "language_info": {"name": "rust"}}}
@@ -52,9 +54,9 @@ books = {
     md("## The circuit and its faithfulness\nKeep the top edges, patch every other edge to its corrupted value, and really run the model. "
        "GIM's ranking is compared with plain attribution patching and a random ranking."),
     code(f'%gim circuit --clean "{IOI}" --corrupt "{IOI_ABC}" --target " Mary" --foil " John" --faithfulness 0.9', draws=True),
-    md("## Confirm by patching a head\nThe top node of the table above, patched alone:"),
-    code(f'%gim patch L2H0 L2H2 --clean "{IOI}" --corrupt "{IOI_ABC}" --target " Mary" --foil " John"'),
-    code(f'%gim pattern L2H0 "{IOI}"', draws=True),
+    md("## Confirm by patching heads\nThe two top heads of the table above, patched together:"),
+    code(f'%gim patch L2H2 L0H1 --clean "{IOI}" --corrupt "{IOI_ABC}" --target " Mary" --foil " John"'),
+    code(f'%gim pattern L2H2 "{IOI}"', draws=True),
 ]),
 "03-self-repair.ipynb": nb([
     md("# Self-repair, made visible\n\nWhen one component is knocked out, later attention heads re-normalise their softmax and "
@@ -66,12 +68,12 @@ books = {
     md("Node scores with plain gradients (attribution patching) and with GIM, each against the exact patching effects:"),
     code(f'%gim heads --clean "{IOI}" --corrupt "{IOI_ABC}" --target " Mary" --foil " John" --method gradient --exact', draws=True),
     code(f'%gim heads --clean "{IOI}" --corrupt "{IOI_ABC}" --target " Mary" --foil " John" --method gim --exact', draws=True),
-    md("## Induction\nThe `toy-induction` model continues repeated random syllables. A previous-token head in layer 0 feeds an "
-       "induction head in layer 1:"),
+    md("## Induction\nThe `toy-induction` model continues repeated random syllables. A previous-token head in layer 0 (L0H2) "
+       "feeds induction heads in layer 1 (mean ablation as the corruption):"),
     code("%gim load toy-induction"),
     code(f'%gim heads --clean "{IND}" --mean --exact', draws=True),
-    code(f'%gim pattern L0H0 "{IND}"', draws=True),
-    code(f'%gim pattern L1H0 "{IND}"', draws=True),
+    code(f'%gim pattern L0H2 "{IND}"', draws=True),
+    code(f'%gim pattern L1H3 "{IND}"', draws=True),
 ]),
 "04-your-model.ipynb": nb([
     md("# Your own model\n\n`%gim load` takes a folder with `config.json`, `*.safetensors` (single or sharded) and "

@@ -334,7 +334,7 @@ pub fn attribute_with(
     }
     let p = plan(m, req)?;
     let model = &m.model;
-    let x = model.embed_ids(&[p.ids.clone()])?;
+    let x = model.embed_ids(std::slice::from_ref(&p.ids))?;
     let rules = req.method.rules(&req.rules);
     let (scores, value, target) = match req.method {
         Method::Gim
@@ -353,7 +353,7 @@ pub fn attribute_with(
             (dot_last(&g, &delta)?, v[0], t)
         }
         Method::IntegratedGradients => {
-            let (v0, t) = values(m, &[p.ids.clone()], &p, 1)?;
+            let (v0, t) = values(m, std::slice::from_ref(&p.ids), &p, 1)?;
             let fixed = Plan {
                 targets: p.targets.iter().map(|x| Some(x.unwrap_or(t))).collect(),
                 ..p.clone()
@@ -386,7 +386,7 @@ pub fn attribute_with(
             let b = p.baseline_id.ok_or_else(|| {
                 GimError::input("occlusion replaces tokens by the baseline token; a zero baseline is not possible")
             })?;
-            let (v0, t) = values(m, &[p.ids.clone()], &p, 1)?;
+            let (v0, t) = values(m, std::slice::from_ref(&p.ids), &p, 1)?;
             let fixed = Plan {
                 targets: p.targets.iter().map(|x| Some(x.unwrap_or(t))).collect(),
                 ..p.clone()
@@ -402,7 +402,7 @@ pub fn attribute_with(
             (vs.iter().map(|v| v0[0] - v).collect(), v0[0], t)
         }
         Method::Random => {
-            let (v0, t) = values(m, &[p.ids.clone()], &p, 1)?;
+            let (v0, t) = values(m, std::slice::from_ref(&p.ids), &p, 1)?;
             let mut st = req.seed ^ 0x6A09_E667_F3BC_C908;
             let r = (0..p.ids.len())
                 .map(|_| (splitmix(&mut st) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)

@@ -423,6 +423,7 @@ pub fn default_sizes(total: usize, dense: usize) -> Vec<usize> {
     v
 }
 
+#[allow(clippy::too_many_arguments)]
 /// For each size k, keep the k highest-|score| edges of `ranking` and patch every other edge to
 /// its corrupted value; faithfulness = (m(circuit) − m(corrupt)) / (m(clean) − m(corrupt)).
 pub fn faithfulness_curve(

@@ -62,7 +62,7 @@ pub(crate) fn clean_grads(
     want: Want,
 ) -> Result<(f64, SenderActs, crate::model::backward::Grads)> {
     p.validate(m)?;
-    let e = m.model.embed_ids(&[p.clean.clone()])?;
+    let e = m.model.embed_ids(std::slice::from_ref(&p.clean))?;
     let t = m.model.forward_traced(&e, rules, Positions::Last, None)?;
     let hv = Var::from_tensor(&t.hidden)?;
     let val = p.metric_rows(m, hv.as_tensor())?;
@@ -170,18 +170,18 @@ impl NodePatcher {
         }
         let dev = &m.model.device;
         let mut points = HashMap::new();
-        if emb.iter().any(|&x| x == 1) {
+        if emb.contains(&1) {
             points.insert(
                 HookPoint::ResidPre(0),
                 (corr.embed.clone(), Tensor::from_vec(emb, (b, 1, 1), dev)?),
             );
         }
         for l in 0..n {
-            if heads[l].iter().any(|&x| x == 1) {
+            if heads[l].contains(&1) {
                 let mk = Tensor::from_vec(heads[l].clone(), (b, 1, h, 1), dev)?;
                 points.insert(HookPoint::Z(l), (corr.z[l].clone(), mk));
             }
-            if mlps[l].iter().any(|&x| x == 1) {
+            if mlps[l].contains(&1) {
                 points.insert(
                     HookPoint::MlpOut(l),
                     (

@@ -251,7 +251,7 @@ fn rope(c: &Cfg, d_head: usize, model_type: &str) -> Result<Positional> {
         .or_else(|| c.f64("partial_rotary_factor"))
         .unwrap_or(1.0);
     let rotary_dim = ((d_head as f64) * partial) as usize;
-    if rotary_dim % 2 != 0 || rotary_dim == 0 {
+    if !rotary_dim.is_multiple_of(2) || rotary_dim == 0 {
         return Err(GimError::Config(format!(
             "rotary dimension {rotary_dim} (head_dim {d_head} × partial_rotary_factor {partial}) must be even and positive"
         )));
@@ -282,7 +282,7 @@ fn rope(c: &Cfg, d_head: usize, model_type: &str) -> Result<Positional> {
                 let scaled = if wavelen > low_wavelen { *f / factor } else { *f };
                 let smooth = (old_ctx / wavelen - low) / (high - low);
                 let smoothed = (1.0 - smooth) * scaled / factor + smooth * scaled;
-                let is_medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                let is_medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                 *f = if is_medium { smoothed } else { scaled };
                 *f = (*f as f32) as f64;
             }

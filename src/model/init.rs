@@ -15,11 +15,11 @@ pub enum Init {
     NormScale,
 }
 
+/// Makes one tensor: `(canonical_name, shape, init)`.
+pub type MakeTensor<'a> = dyn FnMut(&str, &[usize], Init) -> Result<Tensor> + 'a;
+
 /// Make every weight of `cfg` with `make(canonical_name, shape, init)`.
-pub fn init_weights(
-    cfg: &ModelConfig,
-    make: &mut dyn FnMut(&str, &[usize], Init) -> Result<Tensor>,
-) -> Result<Weights> {
+pub fn init_weights(cfg: &ModelConfig, make: &mut MakeTensor) -> Result<Weights> {
     let (d, h, kv, dh, f) = (
         cfg.d_model,
         cfg.n_heads,

@@ -40,7 +40,7 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
         Some(t) => crate::attribution::target_text_ids(&m.tok, t, "target")?[0],
         None => m
             .model
-            .logits(&[ids.clone()], Positions::Last)?
+            .logits(std::slice::from_ref(&ids), Positions::Last)?
             .flatten_all()?
             .to_dtype(candle_core::DType::F32)?
             .argmax(0)?

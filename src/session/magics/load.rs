@@ -51,10 +51,10 @@ pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<Mime
         info.device,
         info.name
     );
-    out.update_display(
-        MimeBundle::text(format!("{text} in {:.1} s", t0.elapsed().as_secs_f64())),
-        &id,
-    );
+    // The load time goes to the kernel's log, not into the notebook: re-running a notebook must
+    // give identical outputs.
+    eprintln!("{text} in {:.1} s", t0.elapsed().as_secs_f64());
+    out.update_display(MimeBundle::text(text.clone()), &id);
     s.current = Some(m.name.clone());
     s.models.insert(m.name.clone(), m);
     let json = serde_json::to_value(&info).unwrap_or_default();

@@ -27,11 +27,14 @@ use super::{Completion, MagicError, MimeBundle, Output, Session};
 use crate::attribution::Method;
 use crate::error::GimError;
 
+/// How a magic runs: session, argv (argv[0] = name), output.
+pub type RunFn = fn(&mut Session, &[String], &mut dyn Output) -> Result<Option<MimeBundle>, Flow>;
+
 /// One magic: its name, clap command (for help, usage and completion) and runner.
 pub struct Magic {
     pub name: &'static str,
     pub command: fn() -> clap::Command,
-    pub run: fn(&mut Session, &[String], &mut dyn Output) -> Result<Option<MimeBundle>, Flow>,
+    pub run: RunFn,
 }
 
 /// How a magic ended other than with a result.
