@@ -192,3 +192,63 @@ fn old_style_rope_keys_and_llama3_scaling_are_read() {
         "lowest frequency divided by factor"
     );
 }
+
+#[test]
+fn repo_ids_resolve_through_the_local_hf_cache_with_revisions() {
+    // models--org--name/{refs/main, snapshots/<hash>/...} as huggingface_hub lays it out
+    let cache = tmpdir("hfcache");
+    let repo = cache.join("models--tiny-org--tiny-llama");
+    let hash = "0123456789abcdef0123456789abcdef01234567";
+    let snap = repo.join("snapshots").join(hash);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), hash).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(model_dir("llama").join(f), snap.join(f)).unwrap();
+    }
+    let run = |spec: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gim"))
+            .args(["logits", "--model", spec, "--ids", "1,2,3", "--json"])
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap()
+    };
+    let direct = run(model_dir("llama").to_str().unwrap());
+    for spec in [
+        "tiny-org/tiny-llama",
+        "tiny-org/tiny-llama@main",
+        &format!("tiny-org/tiny-llama@{hash}"),
+    ] {
+        let out = run(spec);
+        assert!(
+            out.status.success(),
+            "{spec}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, direct.stdout, "{spec} loads the same model");
+    }
+    // HF_HOME/hub is used when HF_HUB_CACHE is unset
+    let home = tmpdir("hfhome");
+    std::fs::rename(&cache, home.join("hub")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gim"))
+        .args([
+            "logits",
+            "--model",
+            "tiny-org/tiny-llama",
+            "--ids",
+            "1,2,3",
+            "--json",
+        ])
+        .env_remove("HF_HUB_CACHE")
+        .env("HF_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = run("tiny-org/tiny-llama@nope");
+    assert!(!bad.status.success());
+}

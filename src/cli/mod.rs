@@ -2,6 +2,7 @@
 
 pub mod attribute;
 pub mod bench;
+pub mod circuit;
 pub mod eval;
 mod kernel;
 pub mod logits;
@@ -28,6 +29,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Faithfulness (comprehensiveness, sufficiency) of attribution methods over a data set.
     Eval(eval::Args),
+    /// Find and verify a circuit (GIM edge attribution + real patching).
+    Circuit(circuit::Args),
     /// Train a toy model with a known mechanism (induction, ioi).
     Train(train::Args),
     /// Jupyter kernel (`--connection-file F`) and kernelspec installation (`install`).
@@ -44,6 +47,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Attribute(a) => attribute::run(a).map_err(anyhow::Error::from),
         Command::Bench(a) => bench::run(a).map_err(anyhow::Error::from),
         Command::Eval(a) => eval::run(a).map_err(anyhow::Error::from),
+        Command::Circuit(a) => circuit::run(a).map_err(anyhow::Error::from),
         Command::Train(a) => train::run(a).map_err(anyhow::Error::from),
         Command::Kernel(a) => kernel::run(a),
         Command::Repl(a) => repl::run(a),
