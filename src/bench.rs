@@ -141,7 +141,20 @@ pub fn bench_model(
             continue;
         }
         let ms = if name == "edges" {
-            continue;
+            // all edges of the model from one clean forward, one corrupt forward and one backward
+            let mut corrupt = ids.clone();
+            for i in (1..corrupt.len()).step_by(3) {
+                corrupt[i] = (corrupt[i] + 1) % m.model.cfg.vocab_size as u32;
+            }
+            let p = crate::circuit::Problem {
+                clean: ids.clone(),
+                corrupt: crate::circuit::Corruption::Prompt(corrupt),
+                target: 1,
+                foil: Some(2),
+            };
+            time_ms(reps, || {
+                crate::circuit::edge_attribution(m, &p, crate::model::GimRules::gim()).map(|_| ())
+            })?
         } else {
             let method = Method::parse(name)?;
             let mut req = AttributeRequest::new(ids.clone());
@@ -184,4 +197,123 @@ pub fn table(rows: &[BenchRow]) -> String {
         ));
     }
     s
+}
+
+/// Save a random-weight GPT-2-shaped model as an ordinary HF checkpoint (Conv1D layout) with a
+/// whitespace word-level tokenizer over `<tokN>` pieces.
+pub fn save_random_gpt2(shape: &str, dir: &std::path::Path) -> Result<()> {
+    use std::collections::HashMap;
+    let m = random_model(shape, DType::F32, &Device::Cpu)?;
+    let c = &m.model.cfg;
+    if c.model_type != "gpt2" {
+        return Err(GimError::input(format!("{shape} is not a GPT-2 shape")));
+    }
+    let io = |e: std::io::Error| GimError::Io(e.to_string());
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let w = &m.model.w;
+    let mut t: HashMap<String, Tensor> = HashMap::new();
+    let conv =
+        |l: &crate::model::weights::LinearW| -> Result<Tensor> { Ok(l.w.t()?.contiguous()?) };
+    t.insert("wte.weight".into(), w.embed.clone());
+    if let Some(p) = &w.pos_embed {
+        t.insert("wpe.weight".into(), p.clone());
+    }
+    t.insert("ln_f.weight".into(), w.ln_final.w.clone());
+    if let Some(b) = &w.ln_final.b {
+        t.insert("ln_f.bias".into(), b.clone());
+    }
+    for (l, b) in w.blocks.iter().enumerate() {
+        let p = format!("h.{l}");
+        let qkv_w = Tensor::cat(
+            &[&conv(&b.attn.q)?, &conv(&b.attn.k)?, &conv(&b.attn.v)?],
+            1,
+        )?;
+        let bias = |x: &crate::model::weights::LinearW| {
+            x.b.clone()
+                .ok_or_else(|| GimError::input("gpt2 linear without bias"))
+        };
+        let qkv_b = Tensor::cat(
+            &[&bias(&b.attn.q)?, &bias(&b.attn.k)?, &bias(&b.attn.v)?],
+            0,
+        )?;
+        t.insert(format!("{p}.attn.c_attn.weight"), qkv_w);
+        t.insert(format!("{p}.attn.c_attn.bias"), qkv_b);
+        t.insert(format!("{p}.attn.c_proj.weight"), conv(&b.attn.o)?);
+        t.insert(format!("{p}.attn.c_proj.bias"), bias(&b.attn.o)?);
+        t.insert(format!("{p}.mlp.c_fc.weight"), conv(&b.mlp.up)?);
+        t.insert(format!("{p}.mlp.c_fc.bias"), bias(&b.mlp.up)?);
+        t.insert(format!("{p}.mlp.c_proj.weight"), conv(&b.mlp.down)?);
+        t.insert(format!("{p}.mlp.c_proj.bias"), bias(&b.mlp.down)?);
+        for (name, n) in [("ln_1", &b.ln1), ("ln_2", &b.ln2)] {
+            t.insert(format!("{p}.{name}.weight"), n.w.clone());
+            if let Some(bb) = &n.b {
+                t.insert(format!("{p}.{name}.bias"), bb.clone());
+            }
+        }
+    }
+    candle_core::safetensors::save(&t, dir.join("model.safetensors"))?;
+    let cfg = serde_json::json!({"model_type": "gpt2", "n_embd": c.d_model, "n_head": c.n_heads, "n_layer": c.n_layers,
+        "n_positions": c.n_ctx, "vocab_size": c.vocab_size, "n_inner": c.d_mlp, "activation_function": "gelu_new"});
+    std::fs::write(dir.join("config.json"), cfg.to_string()).map_err(io)?;
+    use tokenizers::models::wordlevel::WordLevel;
+    let vocab: std::collections::HashMap<String, u32> =
+        (0..1000u32).map(|i| (format!("<tok{i}>"), i)).collect();
+    let wl = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("<tok0>".into())
+        .build()
+        .map_err(|e| GimError::Tokenizer(e.to_string()))?;
+    let mut tk = tokenizers::Tokenizer::new(wl);
+    tk.with_pre_tokenizer(Some(
+        tokenizers::pre_tokenizers::whitespace::WhitespaceSplit,
+    ));
+    tk.save(dir.join("tokenizer.json"), false)
+        .map_err(|e| GimError::Tokenizer(e.to_string()))?;
+    Ok(())
+}
+
+/// Round trip of `attribute` on a hot model (kept in a Session, as in the kernel) against a
+/// fresh `gim attribute` process on the same input. Returns (hot ms, fresh ms).
+pub fn hot_vs_fresh(shape: &str, tokens: usize, reps: usize) -> Result<(f64, f64)> {
+    let dir = std::env::temp_dir().join(format!("gim-bench-{shape}-{}", std::process::id()));
+    save_random_gpt2(shape, &dir)?;
+    let prompt: Vec<String> = (0..tokens)
+        .map(|i| format!("<tok{}>", 7 + (13 * i) % 900))
+        .collect();
+    let prompt = prompt.join(" ");
+    let mut s = crate::session::Session::new();
+    let mut out = crate::session::Recorder::default();
+    s.run_magic(&format!("load {}", dir.display()), &mut out)
+        .map_err(|e| GimError::input(e.message))?;
+    let line = format!("attribute \"{prompt}\" --target-id 1 --baseline-id 0");
+    let hot = time_ms(reps, || {
+        s.run_magic(&line, &mut out)
+            .map(|_| ())
+            .map_err(|e| GimError::input(e.message))
+    })?;
+    let exe = std::env::current_exe().map_err(|e| GimError::Io(e.to_string()))?;
+    let fresh = time_ms(reps, || {
+        let st = std::process::Command::new(&exe)
+            .args(["attribute", "--model"])
+            .arg(&dir)
+            .args([
+                "--prompt",
+                &prompt,
+                "--target-id",
+                "1",
+                "--baseline-id",
+                "0",
+                "--json",
+            ])
+            .output()
+            .map_err(|e| GimError::Io(e.to_string()))?;
+        if !st.status.success() {
+            return Err(GimError::input(
+                String::from_utf8_lossy(&st.stderr).to_string(),
+            ));
+        }
+        Ok(())
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((hot, fresh))
 }

@@ -12,7 +12,7 @@ pub struct Args {
     /// Sequence lengths.
     #[arg(long, value_delimiter = ',', default_value = "32,128")]
     pub tokens: Vec<usize>,
-    /// Methods besides the forward pass.
+    /// Methods besides the forward pass (attribution methods, or `edges` for edge attribution).
     #[arg(
         long,
         value_delimiter = ',',
@@ -29,11 +29,23 @@ pub struct Args {
     /// Print JSON rows instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Measure `%gim attribute` on a hot model against a fresh `gim attribute` process instead.
+    #[arg(long)]
+    pub hot_vs_fresh: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let device = loader::parse_device(&a.device)?;
     let dtype = loader::parse_dtype(&a.dtype)?;
+    if a.hot_vs_fresh {
+        for shape in &a.shape {
+            for &t in &a.tokens {
+                let (hot, fresh) = crate::bench::hot_vs_fresh(shape, t, a.reps)?;
+                println!("{shape} {t} tokens: attribute on a hot model {hot:.0} ms, fresh process {fresh:.0} ms ({:.1}x)", fresh / hot);
+            }
+        }
+        return Ok(());
+    }
     let mut rows = Vec::new();
     for shape in &a.shape {
         let m = random_model(shape, dtype, &device)?;

@@ -206,3 +206,27 @@ def test_restart(kernel):
     reply, _ = execute(kc, "%gim help")
     assert reply["content"]["status"] == "ok"
     assert reply["content"]["execution_count"] == 1
+
+
+def test_interrupt_long_magic_keeps_loaded_models(kernel):
+    km, kc = kernel
+    reply, _ = execute(kc, "%gim load toy-ioi\n%gim config ig_steps=5000000")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    msg_id = kc.execute('%gim attribute "When Mary and John went to the store , John gave a drink to" '
+                        "--method integrated-gradients")
+    time.sleep(1.0)  # well into the 5M integrated-gradients steps
+    t0 = time.monotonic()
+    km.interrupt_kernel()
+    reply = shell_reply(kc, msg_id, timeout=30)
+    took = time.monotonic() - t0
+    print(f"\ninterrupt of a long magic answered after {took:.2f} s")
+    assert reply["content"]["status"] == "error"
+    assert took < 2.0
+    collect(kc, msg_id)
+    # the magic really stopped (the next one does not wait for it) and the model is still hot
+    t1 = time.monotonic()
+    reply, msgs = execute(kc, "%gim models\n%gim config reset")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert time.monotonic() - t1 < 5.0
+    texts = [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"]
+    assert any("toy-ioi" in t for t in texts), texts
