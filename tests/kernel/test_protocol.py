@@ -228,5 +228,6 @@ def test_interrupt_long_magic_keeps_loaded_models(kernel):
     reply, msgs = execute(kc, "%gim models\n%gim config reset")
     assert reply["content"]["status"] == "ok", reply["content"]
     assert time.monotonic() - t1 < 5.0
-    texts = [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"]
+    texts = [m["content"]["data"]["text/plain"] for m in msgs
+             if m["msg_type"] in ("execute_result", "display_data") and "text/plain" in m["content"].get("data", {})]
     assert any("toy-ioi" in t for t in texts), texts
