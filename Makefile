@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BIN := target/release/gim
 export RAYON_NUM_THREADS ?= 2
 
-.PHONY: all build venv test cargo-test kernel-test kernel-install notebook-test demo clean
+.PHONY: all build venv test cargo-test kernel-test kernel-install notebook-test screenshot-test demo clean
 
 all: build
 
@@ -39,7 +39,13 @@ kernel-test: kernel-install
 notebook-test: kernel-install
 	$(KERNEL_ENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) tools/run_notebooks.py out/test-notebooks
 
-test: cargo-test kernel-test notebook-test
+# Open the executed notebooks' HTML in headless Chromium (Debian's package) and check that the
+# pictures are displayed in the screenshots.
+screenshot-test: notebook-test
+	tools/ensure_chromium.sh
+	$(PY) tools/screenshot_check.py out/test-notebooks out/screenshots
+
+test: cargo-test kernel-test notebook-test screenshot-test
 
 # Build everything, install the kernel into the project's venv, run the notebooks headless on the
 # embedded toy models, and write executed .ipynb + .html under out/demo.
