@@ -151,3 +151,21 @@ pub fn top_bundle(rows: &[TopRow]) -> MimeBundle {
 pub fn demo_bundle() -> MimeBundle {
     crate::render::demo_bundle()
 }
+
+/// Show a figure as its own display bundle, then return the text (as plain text and an HTML
+/// `<pre>`, so notebooks show both) with the result as JSON.
+pub fn figure_then_text(
+    out: &mut dyn super::Output,
+    fig: Option<&render::Figure>,
+    text: String,
+    json: serde_json::Value,
+) -> MimeBundle {
+    if let Some(f) = fig {
+        let first = text.lines().next().unwrap_or("figure").to_string();
+        out.display(render::bundle(first, Some(f), None, None), None);
+    }
+    let html = format!("<pre style=\"font-size:12px\">{}</pre>", esc(&text));
+    MimeBundle::text(text)
+        .with("text/html", html)
+        .with("application/json", json)
+}

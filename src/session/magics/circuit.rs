@@ -183,5 +183,10 @@ pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<Mime
     if let Some(v) = a.var {
         s.vars.insert(v, json.clone());
     }
-    Ok(Some(render::bundle(text, fig.as_ref(), None, Some(json))))
+    Ok(Some(crate::session::views::figure_then_text(
+        out,
+        fig.as_ref(),
+        text,
+        json,
+    )))
 }

@@ -83,7 +83,7 @@ pub fn receiver_label(r: &Receiver) -> String {
     r.label()
 }
 
-pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
+pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
     let m = pick(s, &a.problem.model)?;
     let p = a.problem.problem(m)?;
     let method = Method::parse(&a.method)?;
@@ -124,5 +124,10 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
     if let Some(v) = a.var {
         s.vars.insert(v, json.clone());
     }
-    Ok(Some(render::bundle(text, fig.as_ref(), None, Some(json))))
+    Ok(Some(crate::session::views::figure_then_text(
+        out,
+        fig.as_ref(),
+        text,
+        json,
+    )))
 }

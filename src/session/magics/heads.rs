@@ -30,7 +30,7 @@ pub struct Args {
     pub var: Option<String>,
 }
 
-pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
+pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
     let m = pick(s, &a.problem.model)?;
     let p = a.problem.problem(m)?;
     let method = Method::parse(&a.method)?;
@@ -83,5 +83,10 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
     if let Some(v) = a.var {
         s.vars.insert(v, json.clone());
     }
-    Ok(Some(render::bundle(text, fig.as_ref(), None, Some(json))))
+    Ok(Some(crate::session::views::figure_then_text(
+        out,
+        fig.as_ref(),
+        text,
+        json,
+    )))
 }

@@ -20,7 +20,7 @@ pub struct Args {
     pub model: Option<String>,
 }
 
-pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
+pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
     let m = pick(s, &a.model)?;
     let Node::Head { layer, head } = Node::parse(&a.head)? else {
         return Err(
@@ -43,5 +43,10 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
     })
     .ok();
     let json = serde_json::json!({"layer": layer, "head": head, "pattern": pat, "prev_token_score": sc.prev_token[layer][head], "induction_score": sc.induction[layer][head]});
-    Ok(Some(render::bundle(text, fig.as_ref(), None, Some(json))))
+    Ok(Some(crate::session::views::figure_then_text(
+        out,
+        fig.as_ref(),
+        text,
+        json,
+    )))
 }

@@ -21,7 +21,7 @@ pub struct Args {
     pub top: usize,
 }
 
-pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
+pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
     let m = pick(s, &a.problem.model)?;
     let p = a.problem.problem(m)?;
     let mut rows = self_repair(m, &p, None)?;
@@ -57,10 +57,11 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
         ],
     };
     let fig = render::line_chart(&chart).ok();
-    Ok(Some(render::bundle(
-        text,
+    let json = serde_json::to_value(&rows).unwrap_or_default();
+    Ok(Some(crate::session::views::figure_then_text(
+        out,
         fig.as_ref(),
-        None,
-        Some(serde_json::to_value(&rows).unwrap_or_default()),
+        text,
+        json,
     )))
 }
