@@ -47,7 +47,11 @@ fn toy_checkpoints_use_the_transformers_llama_layout() {
     // Same tensor names, dtypes and config keys as the llama checkpoint written by transformers'
     // save_pretrained in the fixtures (which transformers itself loads).
     let names = |dir: std::path::PathBuf| -> std::collections::BTreeSet<String> {
-        let t = candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+        let t = candle_core::safetensors::load(
+            dir.join("model.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         t.into_iter()
             .inspect(|(_, v)| assert_eq!(v.dtype(), candle_core::DType::F32))
             .map(|(k, _)| {
@@ -62,14 +66,35 @@ fn toy_checkpoints_use_the_transformers_llama_layout() {
     };
     let fixture = names(model_dir("llama"));
     for toy in ["toy-ioi", "toy-induction"] {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(toy);
-        assert_eq!(names(dir.clone()), fixture, "{toy}: tensor names differ from transformers' llama layout");
-        let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(toy);
+        assert_eq!(
+            names(dir.clone()),
+            fixture,
+            "{toy}: tensor names differ from transformers' llama layout"
+        );
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
         assert_eq!(cfg["architectures"][0], "LlamaForCausalLM");
-        for k in ["hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers", "vocab_size", "rms_norm_eps", "rope_theta", "max_position_embeddings"] {
+        for k in [
+            "hidden_size",
+            "intermediate_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "num_hidden_layers",
+            "vocab_size",
+            "rms_norm_eps",
+            "rope_theta",
+            "max_position_embeddings",
+        ] {
             assert!(cfg.get(k).is_some(), "{toy}: config lacks {k}");
         }
-        let tcfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap()).unwrap();
+        let tcfg: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(tcfg["tokenizer_class"], "PreTrainedTokenizerFast");
     }
 }
