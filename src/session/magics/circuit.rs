@@ -117,9 +117,8 @@ pub fn report(s: &Session, a: &Args) -> Result<CircuitReport, GimError> {
     })
 }
 
-pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
-    let r = report(s, &a)?;
-    let m = pick(s, &a.problem.model)?;
+/// Plain-text summary of a circuit report (the magic's text and the CLI's output).
+pub fn summary(r: &CircuitReport) -> String {
     let mut text = format!(
         "circuit for {}: clean {:.4}, corrupt {:.4}; {} of {} edges kept, faithfulness {:.3}\n",
         r.metric,
@@ -130,32 +129,43 @@ pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<Mime
         r.circuit_faithfulness
     );
     for c in &r.curves {
+        let k = c
+            .edges_to_threshold
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "never".into());
         text.push_str(&format!(
-            "  {:<9} area under curve {:.3}; edges to faithfulness ≥ {}: {}\n",
-            c.name,
-            c.area,
-            r.threshold,
-            c.edges_to_threshold
-                .map(|k| k.to_string())
-                .unwrap_or_else(|| "never".into())
+            "  {:<9} area under curve {:.3}; edges to faithfulness ≥ {}: {k}\n",
+            c.name, c.area, r.threshold
         ));
     }
-    let g = graph(
-        m,
-        &r.circuit,
-        format!(
-            "circuit: {} edges, faithfulness {:.2}",
-            r.circuit.len(),
-            r.circuit_faithfulness
-        ),
+    text
+}
+
+/// The circuit graph of a report's kept edges.
+pub fn circuit_figure(
+    m: &crate::loader::LoadedModel,
+    r: &CircuitReport,
+) -> Result<render::Figure, GimError> {
+    let title = format!(
+        "circuit: {} edges, faithfulness {:.2}",
+        r.circuit.len(),
+        r.circuit_faithfulness
     );
-    if let Ok(fig) = render::circuit_graph(
+    let g = graph(m, &r.circuit, title);
+    render::circuit_graph(
         &g,
         &GraphOpts {
             top_k: r.circuit.len().clamp(1, 60),
             hide_isolated: true,
         },
-    ) {
+    )
+}
+
+pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
+    let r = report(s, &a)?;
+    let m = pick(s, &a.problem.model)?;
+    let text = summary(&r);
+    if let Ok(fig) = circuit_figure(m, &r) {
         out.display(
             render::bundle("circuit graph".into(), Some(&fig), None, None),
             None,
