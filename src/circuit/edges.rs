@@ -119,20 +119,57 @@ impl EdgeAttribution {
     }
 }
 
-fn sender_rows(acts: &SenderActs, n_heads: usize) -> Result<Vec<Tensor>> {
-    // each [s * d]
-    let mut v = vec![acts.embed.flatten_all()?];
-    for l in 0..acts.heads.len() {
-        let r = acts.heads[l].squeeze(0)?; // [s, h, d]
-        for h in 0..n_heads {
-            v.push(r.narrow(1, h, 1)?.flatten_all()?);
-        }
-        v.push(acts.mlps[l].flatten_all()?);
+/// Sender deltas `a_clean − a_corrupt` as f64 blocks of rows `[n, s * d]`, in [`Node::all`]
+/// order: the embeddings, then per layer its heads and its MLP. Consumes the activations so
+/// that each layer's f32 copies are freed as its block is made (the 1B shape at 256 tokens
+/// holds about 1 GB of head outputs per run).
+fn sender_delta_blocks(clean: SenderActs, corr: SenderActs) -> Result<Vec<(Vec<Node>, Tensor)>> {
+    let flat = |t: Tensor| -> Result<Tensor> {
+        let t = t.to_dtype(DType::F64)?;
+        let n = t.elem_count();
+        Ok(t.reshape((1, n))?)
+    };
+    let mut blocks = vec![(vec![Node::Embed], flat((clean.embed - corr.embed)?)?)];
+    let layers = clean
+        .heads
+        .into_iter()
+        .zip(corr.heads)
+        .zip(clean.mlps.into_iter().zip(corr.mlps));
+    for (layer, ((hc, hk), (mc, mk))) in layers.enumerate() {
+        let (_, s, h, d) = hc.dims4()?;
+        // [1, s, h, d] → [h, s * d]
+        let dh = (hc - hk)?
+            .squeeze(0)?
+            .transpose(0, 1)?
+            .to_dtype(DType::F64)?
+            .contiguous()?
+            .reshape((h, s * d))?;
+        blocks.push(((0..h).map(|head| Node::Head { layer, head }).collect(), dh));
+        blocks.push((vec![Node::Mlp { layer }], flat((mc - mk)?)?));
     }
-    Ok(v)
+    Ok(blocks)
+}
+
+/// Receiver gradients of one layer as f64 rows `[h + 2 kv + 1, s * d]` in [`Receiver::all`]
+/// order (q heads, k heads, v heads, MLP), from `[1, s, n, d]` per-head gradients.
+fn receiver_block(q: Tensor, k: Tensor, v: Tensor, mlp: Tensor) -> Result<Tensor> {
+    let heads = |t: Tensor| -> Result<Tensor> {
+        let (_, s, n, d) = t.dims4()?;
+        Ok(t.squeeze(0)?
+            .transpose(0, 1)?
+            .to_dtype(DType::F64)?
+            .contiguous()?
+            .reshape((n, s * d))?)
+    };
+    let n = mlp.elem_count();
+    let mlp = mlp.to_dtype(DType::F64)?.reshape((1, n))?;
+    Ok(Tensor::cat(&[heads(q)?, heads(k)?, heads(v)?, mlp], 0)?)
 }
 
 /// Score every edge from one clean forward, one corrupt forward and one backward pass.
+///
+/// Scores are reduced one receiver layer at a time against only the sender blocks that can
+/// reach it, so memory holds the sender deltas plus one layer of receiver gradients.
 pub fn edge_attribution(m: &LoadedModel, p: &Problem, rules: GimRules) -> Result<EdgeAttribution> {
     let cfg = &m.model.cfg;
     let (metric_clean, clean, g) = clean_grads(
@@ -146,54 +183,58 @@ pub fn edge_attribution(m: &LoadedModel, p: &Problem, rules: GimRules) -> Result
     )?;
     let corr = corrupt_acts(m, p, &clean)?;
     let metric_corrupt = corrupt_metric(m, p, &corr)?;
-    let senders = Node::all(cfg.n_layers, cfg.n_heads);
-    let receivers = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads);
-    let c = sender_rows(&clean, cfg.n_heads)?;
-    let k = sender_rows(&corr, cfg.n_heads)?;
-    let deltas: Vec<Tensor> = c
-        .iter()
-        .zip(&k)
-        .map(|(a, b)| (a - b)?.to_dtype(DType::F64))
-        .collect::<candle_core::Result<_>>()?;
-    let dmat = Tensor::stack(&deltas, 0)?; // [n_s, s*d]
-    let mut grows = Vec::with_capacity(receivers.len());
-    let per_head = |t: &Tensor, n: usize| -> Result<Vec<Tensor>> {
-        let t = t.squeeze(0)?; // [s, n, d]
-        (0..n)
-            .map(|h| Ok(t.narrow(1, h, 1)?.flatten_all()?))
-            .collect()
-    };
-    for l in 0..cfg.n_layers {
-        grows.extend(per_head(&g.q_input[l], cfg.n_heads)?);
-        grows.extend(per_head(&g.k_input[l], cfg.n_kv_heads)?);
-        grows.extend(per_head(&g.v_input[l], cfg.n_kv_heads)?);
-        grows.push(g.mlp_input[l].flatten_all()?);
-    }
+    let blocks = sender_delta_blocks(clean, corr)?;
     let logits_g = g
         .logits_input
         .as_ref()
-        .ok_or_else(|| GimError::input("internal: no logits gradient"))?;
-    grows.push(logits_g.flatten_all()?);
-    let gmat = Tensor::stack(
-        &grows
-            .iter()
-            .map(|t| t.to_dtype(DType::F64))
-            .collect::<candle_core::Result<Vec<_>>>()?,
-        0,
-    )?;
-    let scores: Vec<Vec<f64>> = dmat.matmul(&gmat.t()?)?.to_vec2()?;
+        .ok_or_else(|| GimError::input("internal: no logits gradient"))?
+        .to_dtype(DType::F64)?;
+    let n = logits_g.elem_count();
+    let logits_g = logits_g.reshape((n, 1))?;
     let mut edges = Vec::new();
-    for (i, u) in senders.iter().enumerate() {
-        for (j, v) in receivers.iter().enumerate() {
-            if connects(*u, *v) {
-                edges.push(Edge {
-                    from: *u,
-                    to: *v,
-                    score: scores[i][j],
-                });
+    // score[(sender, receiver)] for the receivers of one layer, or the logits
+    let mut score_layer = |recvs: &[Receiver], gl: &Tensor| -> Result<()> {
+        for (nodes, dmat) in &blocks {
+            if !recvs.iter().any(|&v| connects(nodes[0], v)) {
+                continue;
+            }
+            let sc: Vec<Vec<f64>> = dmat.matmul(gl)?.to_vec2()?;
+            for (i, u) in nodes.iter().enumerate() {
+                for (j, v) in recvs.iter().enumerate() {
+                    if connects(*u, *v) {
+                        edges.push(Edge {
+                            from: *u,
+                            to: *v,
+                            score: sc[i][j],
+                        });
+                    }
+                }
             }
         }
+        Ok(())
+    };
+    let layers = g
+        .q_input
+        .into_iter()
+        .zip(g.k_input)
+        .zip(g.v_input.into_iter().zip(g.mlp_input));
+    for (l, ((q, k), (v, mi))) in layers.enumerate() {
+        let recvs: Vec<Receiver> = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads)
+            .into_iter()
+            .filter(|r| r.layer() == l)
+            .collect();
+        let gl = receiver_block(q, k, v, mi)?.t()?;
+        score_layer(&recvs, &gl)?;
     }
+    score_layer(&[Receiver::Logits], &logits_g)?;
+    // forward order of senders, then receivers, as before
+    let senders = Node::all(cfg.n_layers, cfg.n_heads);
+    let receivers = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads);
+    let si: std::collections::HashMap<Node, usize> =
+        senders.iter().enumerate().map(|(i, u)| (*u, i)).collect();
+    let ri: std::collections::HashMap<Receiver, usize> =
+        receivers.iter().enumerate().map(|(i, v)| (*v, i)).collect();
+    edges.sort_by_cached_key(|e| (si.get(&e.from).copied(), ri.get(&e.to).copied()));
     Ok(EdgeAttribution {
         edges,
         metric_clean,
