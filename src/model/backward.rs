@@ -10,10 +10,11 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor, D};
 
-use super::config::{Activation, ModelConfig, NormKind, Positional};
+use super::config::{ModelConfig, NormKind, Positional};
 use super::hooks::{Cache, HookPoint};
+use super::kernels;
 use super::rules::GimRules;
-use super::transformer::{act, lin, norm, position_ids, repeat_kv, Masks, Rope};
+use super::transformer::{lin, norm, position_ids, repeat_kv, Masks, Rope};
 use super::weights::{LinearW, NormW};
 use super::{ForwardOpts, Positions, Transformer};
 use crate::error::{GimError, Result};
@@ -241,14 +242,17 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         let dx2 = match &w.mlp.gate {
             Some(gate) => {
                 let u = get(HookPoint::MlpUp(l))?;
-                let d_u = scale(&(&d_hidden * act(cfg.act, pre)?)?, self.rules.up_scale)?;
-                let d_g = scale(
-                    &(&d_hidden * u)?.mul(&act_grad(cfg.act, pre)?)?,
-                    self.rules.gate_scale,
+                let (d_g, d_u) = kernels::gated_bwd(
+                    cfg.act,
+                    pre,
+                    u,
+                    &d_hidden,
+                    self.rules.gate_scale.unwrap_or(1.0),
+                    self.rules.up_scale.unwrap_or(1.0),
                 )?;
                 (lin_bwd(&d_g, gate)? + lin_bwd(&d_u, &w.mlp.up)?)?
             }
-            None => lin_bwd(&(&d_hidden * act_grad(cfg.act, pre)?)?, &w.mlp.up)?,
+            None => lin_bwd(&kernels::act_bwd(cfg.act, pre, &d_hidden)?, &w.mlp.up)?,
         };
         let mlp_x = get(HookPoint::MlpIn(l))?;
         let d_mlp_in = norm_bwd(cfg, &w.ln2, mlp_x, &dx2, freeze)?;
@@ -453,31 +457,4 @@ fn softmax_bwd(scores: &Tensor, pattern: &Tensor, g: &Tensor, temperature: f64) 
     let g = g.to_dtype(ft)?;
     let dot = (&g * &s)?.sum_keepdim(D::Minus1)?;
     Ok((s * g.broadcast_sub(&dot)?)?.to_dtype(dtype)?)
-}
-
-/// Derivative of the activation.
-fn act_grad(a: Activation, x: &Tensor) -> Result<Tensor> {
-    Ok(match a {
-        Activation::Silu => {
-            let s = (x.neg()?.exp()? + 1.0)?.recip()?;
-            let one_minus = (1.0 - &s)?;
-            (&s * ((x * one_minus)? + 1.0)?)?
-        }
-        Activation::GeluTanh => {
-            let c = (2.0f64 / std::f64::consts::PI).sqrt();
-            let x2 = x.sqr()?;
-            let inner = ((x * ((&x2 * 0.044715)? + 1.0)?)? * c)?;
-            let t = inner.tanh()?;
-            let left = ((&t + 1.0)? * 0.5)?;
-            let sech2 = (1.0 - t.sqr()?)?;
-            let dinner = (((&x2 * (3.0 * 0.044715))? + 1.0)? * c)?;
-            (left + ((x * sech2)? * dinner)?.affine(0.5, 0.0)?)?
-        }
-        Activation::Gelu => {
-            let cdf = (((x / std::f64::consts::SQRT_2)?.erf()? + 1.0)? * 0.5)?;
-            let pdf = ((x.sqr()? * -0.5)?.exp()? * (1.0 / (2.0 * std::f64::consts::PI).sqrt()))?;
-            (cdf + (x * pdf)?)?
-        }
-        Activation::Relu => x.gt(0.0)?.to_dtype(x.dtype())?,
-    })
 }

@@ -4,6 +4,7 @@ pub mod backward;
 pub mod config;
 pub mod hooks;
 pub mod init;
+pub mod kernels;
 pub mod ops;
 pub mod rules;
 pub mod transformer;

@@ -470,13 +470,9 @@ pub(crate) fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Re
     Ok(y)
 }
 
+/// The MLP activation (a fused kernel on CPU f32 where autograd does not track `x`).
 pub(crate) fn act(a: Activation, x: &Tensor) -> Result<Tensor> {
-    Ok(match a {
-        Activation::GeluTanh => x.gelu()?,
-        Activation::Gelu => x.gelu_erf()?,
-        Activation::Silu => x.silu()?,
-        Activation::Relu => x.relu()?,
-    })
+    super::kernels::act(a, x)
 }
 
 pub(crate) fn lin(x: &Tensor, l: &LinearW) -> Result<Tensor> {
