@@ -394,7 +394,15 @@ fn lin_bwd(dy: &Tensor, l: &LinearW) -> Result<Tensor> {
     let dims = dy.dims().to_vec();
     let out = dims[dims.len() - 1];
     let rows = dy.elem_count() / out.max(1);
-    let g = dy.reshape((rows, out))?.matmul(&l.w)?;
+    let dy = dy.reshape((rows, out))?;
+    // gemm is slow with a row-major right operand and few rows; for short inputs, compute
+    // (Wᵀ dyᵀ)ᵀ instead, whose operands it reads in its fast layout (2.5× on the 1B shape's MLP
+    // at 32 tokens, slower from ~128 rows on).
+    let g = if rows <= 64 {
+        l.w.t()?.matmul(&dy.t()?)?.t()?.contiguous()?
+    } else {
+        dy.matmul(&l.w)?
+    };
     let mut od = dims;
     let last = od.len() - 1;
     od[last] = l.w.dim(1)?;
