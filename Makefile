@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 BIN := target/release/gim
 export RAYON_NUM_THREADS ?= 2
 
-.PHONY: all build venv test cargo-test kernel-test kernel-install notebook-test screenshot-test demo clean
+.PHONY: all build venv test cargo-test kernel-test kernel-install notebook-test screenshot-test demo clean \
+	venv-torch check-transformers bench-torch
 
 all: build
 
@@ -53,5 +54,22 @@ demo: kernel-install
 	$(KERNEL_ENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) tools/run_notebooks.py out/demo
 	@echo "executed notebooks and HTML: $(CURDIR)/out/demo"
 
+# PyTorch + transformers in a venv of their own (a multi-GB download, so not part of `make test`):
+# load the toy checkpoints with transformers and compare tokens, logits and accuracy with gim,
+# and time the PyTorch anchor beside `gim bench` on this machine.
+TORCH_VENV := .venv-torch
+venv-torch: $(TORCH_VENV)/.stamp
+$(TORCH_VENV)/.stamp: requirements-torch.txt
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install -q -r requirements-torch.txt
+	touch $@
+
+check-transformers: build venv-torch
+	$(TORCH_VENV)/bin/python tools/check_transformers.py
+
+bench-torch: build venv-torch
+	$(BIN) bench --shape gpt2-small,llama-1b --tokens 32,128 --reps 5 --methods gradient,gim
+	$(TORCH_VENV)/bin/python tools/torch_bench.py --shape gpt2-small,llama-1b --tokens 32,128 --reps 5
+
 clean:
-	rm -rf target $(VENV) out
+	rm -rf target $(VENV) $(TORCH_VENV) out

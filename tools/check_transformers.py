@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Load the embedded toy checkpoints with Hugging Face `transformers` and check them against gim.
+
+Run with `make check-transformers` (it makes `.venv-torch` from requirements-torch.txt: PyTorch is a
+multi-GB download, so this is not part of `make test`). For each toy model it checks that
+
+  * `AutoModelForCausalLM` / `AutoTokenizer` load the folder as it is (no conversion);
+  * the tokenizer gives the same ids as gim's;
+  * the last-position logits of transformers (float64) and of `gim logits` (f32) agree to 1e-4 of
+    their scale, prompt by prompt;
+  * the task accuracy measured with transformers alone meets the trained models' bar (>= 95%).
+
+Prints one line per model and exits non-zero on any mismatch.
+"""
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+GIM = ROOT / "target" / "release" / "gim"
+TOL = 1e-4
+
+
+def gim_logits(model_dir, ids):
+    out = subprocess.run(
+        [str(GIM), "logits", "--model", str(model_dir), "--ids", ",".join(map(str, ids)), "--json"],
+        check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def gim_token_ids(model_dir, text):
+    out = subprocess.run(
+        [str(GIM), "logits", "--model", str(model_dir), "--prompt", text, "--json"],
+        check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)["token_ids"]
+
+
+def compare(model, model_dir, rows):
+    """Worst |Δ| / max|logit| between transformers (float64) and gim (f32), last position."""
+    worst = 0.0
+    for ids in rows:
+        with torch.no_grad():
+            ref = model(torch.tensor([ids])).logits[0, -1].double()
+        ours = torch.tensor(gim_logits(model_dir, ids)["logits"], dtype=torch.float64)
+        worst = max(worst, ((ours - ref).abs().max() / ref.abs().max()).item())
+    return worst
+
+
+def check_ioi(failures):
+    d = ROOT / "models" / "toy-ioi"
+    tok = AutoTokenizer.from_pretrained(d)
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float64).eval()
+    prompts = [json.loads(l) for l in (d / "ioi_prompts.jsonl").read_text().splitlines() if l.strip()]
+    rows, id_mismatch, correct, held = [], 0, 0, 0
+    for p in prompts:
+        ids = tok(p["clean"])["input_ids"]
+        if ids != gim_token_ids(d, p["clean"]):
+            id_mismatch += 1
+        rows.append(ids)
+        if p["heldout_template"]:
+            held += 1
+            io = tok(p["io"], add_special_tokens=False)["input_ids"][0]
+            with torch.no_grad():
+                pred = model(torch.tensor([ids])).logits[0, -1].argmax().item()
+            correct += pred == io
+    worst = compare(model, d, rows[::4])
+    acc = correct / max(held, 1)
+    print(f"toy-ioi: {type(model).__name__} loaded by transformers {__import__('transformers').__version__}; "
+          f"token ids identical on {len(prompts) - id_mismatch}/{len(prompts)} prompts; "
+          f"logits worst |Δ|/max = {worst:.2e} over {len(rows[::4])} prompts; "
+          f"held-out-template accuracy (transformers) = {acc:.3f} on {held} prompts")
+    if id_mismatch:
+        failures.append(f"toy-ioi: {id_mismatch} prompts tokenize differently")
+    if worst > TOL:
+        failures.append(f"toy-ioi: logits differ by {worst:.2e}")
+    if acc < 0.95:
+        failures.append(f"toy-ioi: accuracy {acc:.3f} < 0.95")
+
+
+def check_induction(failures):
+    d = ROOT / "models" / "toy-induction"
+    tok = AutoTokenizer.from_pretrained(d)
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float64).eval()
+    cons, vows = "bdfgklmnprst", "aeio"
+    syms = [tok.convert_tokens_to_ids(c + v) for c in cons for v in vows]
+    bos = model.config.bos_token_id
+    rng = random.Random(0)
+    rows, correct, total = [], 0, 0
+    for _ in range(200):  # the training layout: <bos> noise A noise A noise, 32 tokens
+        seg = [rng.choice(syms) for _ in range(rng.randint(4, 12))]
+        row = [bos] + [rng.choice(syms) for _ in range(rng.randint(0, 4))] + seg
+        row += [rng.choice(syms) for _ in range(rng.randint(0, 4))]
+        second = len(row)
+        row += seg
+        row += [rng.choice(syms) for _ in range(max(0, 32 - len(row)))]
+        row = row[:32]
+        with torch.no_grad():
+            pred = model(torch.tensor([row])).logits[0].argmax(-1).tolist()
+        for p in range(second, min(second + len(seg) - 1, len(row) - 1)):
+            correct += pred[p] == row[p + 1]
+            total += 1
+        rows.append(row)
+    worst = compare(model, d, rows[:20])
+    acc = correct / total
+    print(f"toy-induction: {type(model).__name__} loaded by transformers; logits worst |Δ|/max = "
+          f"{worst:.2e} over 20 sequences; repeated-half accuracy (transformers) = {acc:.3f} "
+          f"on {total} predictions")
+    if worst > TOL:
+        failures.append(f"toy-induction: logits differ by {worst:.2e}")
+    if acc < 0.95:
+        failures.append(f"toy-induction: accuracy {acc:.3f} < 0.95")
+
+
+def main():
+    if not GIM.exists():
+        sys.exit(f"{GIM} is missing: run `make build` first")
+    torch.set_num_threads(2)
+    failures = []
+    check_ioi(failures)
+    check_induction(failures)
+    for f in failures:
+        print("FAIL", f)
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
