@@ -247,8 +247,8 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
                     pre,
                     u,
                     &d_hidden,
-                    self.rules.gate_scale.unwrap_or(1.0),
-                    self.rules.up_scale.unwrap_or(1.0),
+                    self.rules.gate_scale,
+                    self.rules.up_scale,
                 )?;
                 (lin_bwd(&d_g, gate)? + lin_bwd(&d_u, &w.mlp.up)?)?
             }
@@ -344,11 +344,8 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
                     .reshape((n, b, s, cfg.d_model))?
                     .permute((1, 2, 0, 3))?
                     .contiguous()?;
-                let x = resid_pre
-                    .unsqueeze(2)?
-                    .broadcast_as((b, s, n, cfg.d_model))?
-                    .contiguous()?;
-                norm_bwd(cfg, &w.ln1, &x, &g, freeze)
+                // the norm statistics are per position: x stays [b, s, 1, d] and broadcasts
+                norm_bwd(cfg, &w.ln1, &resid_pre.unsqueeze(2)?, &g, freeze)
             };
             Some((
                 per_head(&dq, &w.attn.q, h)?,
@@ -382,34 +379,21 @@ impl MaxWith for DType {
     }
 }
 
-fn scale(x: &Tensor, s: Option<f64>) -> Result<Tensor> {
+/// `x · s` for a set GIM gradient scale other than 1, else `x`.
+pub(crate) fn scale(x: &Tensor, s: Option<f64>) -> Result<Tensor> {
     match s {
         Some(v) if v != 1.0 => Ok(x.affine(v, 0.0)?),
         _ => Ok(x.clone()),
     }
 }
 
-/// Input gradient of a linear layer: `dy @ W`.
+/// Input gradient of a linear layer (see [`super::ops::input_grad`]).
 fn lin_bwd(dy: &Tensor, l: &LinearW) -> Result<Tensor> {
-    let dims = dy.dims().to_vec();
-    let out = dims[dims.len() - 1];
-    let rows = dy.elem_count() / out.max(1);
-    let dy = dy.reshape((rows, out))?;
-    // gemm is slow with a row-major right operand and few rows; for short inputs, compute
-    // (Wᵀ dyᵀ)ᵀ instead, whose operands it reads in its fast layout (2.5× on the 1B shape's MLP
-    // at 32 tokens, slower from ~128 rows on).
-    let g = if rows <= 64 {
-        l.w.t()?.matmul(&dy.t()?)?.t()?.contiguous()?
-    } else {
-        dy.matmul(&l.w)?
-    };
-    let mut od = dims;
-    let last = od.len() - 1;
-    od[last] = l.w.dim(1)?;
-    Ok(g.reshape(od)?)
+    Ok(super::ops::input_grad(dy, &l.w)?)
 }
 
-/// Backward of [`norm`]; `freeze` treats the statistic as a constant (the GIM rule).
+/// Backward of [`norm`]; `freeze` treats the statistic as a constant (the GIM rule). `x` may
+/// broadcast against `dy` (one residual stream read by several heads).
 fn norm_bwd(cfg: &ModelConfig, w: &NormW, x: &Tensor, dy: &Tensor, freeze: bool) -> Result<Tensor> {
     let dtype = dy.dtype();
     let ft = DType::F32.max_with(dtype);
@@ -431,7 +415,7 @@ fn norm_bwd(cfg: &ModelConfig, w: &NormW, x: &Tensor, dy: &Tensor, freeze: bool)
                 g.broadcast_mul(&inv)?
             } else {
                 let xhat = xf.broadcast_mul(&inv)?;
-                let m = (&g * &xhat)?.mean_keepdim(D::Minus1)?;
+                let m = g.broadcast_mul(&xhat)?.mean_keepdim(D::Minus1)?;
                 (g - xhat.broadcast_mul(&m)?)?.broadcast_mul(&inv)?
             }
         }
@@ -445,7 +429,7 @@ fn norm_bwd(cfg: &ModelConfig, w: &NormW, x: &Tensor, dy: &Tensor, freeze: bool)
                 gc.broadcast_mul(&inv)?
             } else {
                 let xhat = xc.broadcast_mul(&inv)?;
-                let m = (&g * &xhat)?.mean_keepdim(D::Minus1)?;
+                let m = g.broadcast_mul(&xhat)?.mean_keepdim(D::Minus1)?;
                 (gc - xhat.broadcast_mul(&m)?)?.broadcast_mul(&inv)?
             }
         }

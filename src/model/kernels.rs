@@ -11,6 +11,7 @@
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::backward::scale;
 use super::config::Activation;
 use crate::error::Result;
 
@@ -28,7 +29,7 @@ fn exp_f32(x: f32) -> f32 {
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E).round();
+    let n = (x * LOG2E + 0.5).floor();
     let r = x - n * C1 - n * C2;
     let z = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
@@ -70,12 +71,16 @@ fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + tanh_f32(GELU_C * x * (1.0 + GELU_A * x * x)))
 }
 
+/// GELU-tanh and its derivative, sharing one `tanh`.
 #[inline(always)]
-fn gelu_tanh_grad(x: f32) -> f32 {
+fn gelu_tanh_and_grad(x: f32) -> (f32, f32) {
     let x2 = x * x;
     let t = tanh_f32(GELU_C * x * (1.0 + GELU_A * x2));
     let dinner = GELU_C * (1.0 + 3.0 * GELU_A * x2);
-    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner
+    (
+        0.5 * x * (1.0 + t),
+        0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner,
+    )
 }
 
 #[inline(always)]
@@ -83,53 +88,44 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp_f32(-x))
 }
 
+/// SiLU and its derivative, sharing one sigmoid.
 #[inline(always)]
-fn silu(x: f32) -> f32 {
-    x * sigmoid(x)
-}
-
-#[inline(always)]
-fn silu_grad(x: f32) -> f32 {
+fn silu_and_grad(x: f32) -> (f32, f32) {
     let s = sigmoid(x);
-    s * (1.0 + x * (1.0 - s))
+    (x * s, s * (1.0 + x * (1.0 - s)))
 }
 
-// ---------------------------------------------------------------- slice loops
+// ---------------------------------------------------------------- one fused pass
 
-macro_rules! simd_loop {
-    ($name:ident, $name_avx:ident, |$($arg:ident),*| $body:expr, ($($ins:ident),*) -> ($($outs:ident),*)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $name_avx($($ins: &[f32],)* $($outs: &mut [f32],)* scales: (f32, f32)) {
-            $name($($ins,)* $($outs,)* scales)
+/// Runs `f` over every element of equally long input slices into the output slices.
+#[inline(always)]
+fn pass<const I: usize, const O: usize>(
+    ins: [&[f32]; I],
+    outs: [&mut [f32]; O],
+    f: &impl Fn([f32; I]) -> [f32; O],
+) {
+    let n = outs.first().map_or(0, |o| o.len());
+    // every slice exactly n long, so the indexing below needs no bounds checks
+    let ins: [&[f32]; I] = ins.map(|x| &x[..n]);
+    let mut outs: [&mut [f32]; O] = outs.map(|o| &mut o[..n]);
+    for i in 0..n {
+        let r = f(ins.map(|x| x[i]));
+        for (o, v) in outs.iter_mut().zip(r) {
+            o[i] = v;
         }
-        #[inline(always)]
-        fn $name($($ins: &[f32],)* $($outs: &mut [f32],)* scales: (f32, f32)) {
-            let _ = scales;
-            let n = [$($ins.len()),*][0];
-            for i in 0..n {
-                $(let $arg = $ins[i];)*
-                let r = $body(scales);
-                let ($($outs,)*) = ($(&mut $outs[i],)*);
-                simd_loop!(@assign r, $($outs),*);
-            }
-        }
-    };
-    (@assign $r:ident, $o:ident) => { *$o = $r; };
-    (@assign $r:ident, $o1:ident, $o2:ident) => { *$o1 = $r.0; *$o2 = $r.1; };
+    }
 }
 
-simd_loop!(l_gelu, l_gelu_avx, |x| |_s: (f32, f32)| gelu_tanh(x), (xs) -> (out));
-simd_loop!(l_silu, l_silu_avx, |x| |_s: (f32, f32)| silu(x), (xs) -> (out));
-simd_loop!(l_gelu_bwd, l_gelu_bwd_avx, |x, g| |_s: (f32, f32)| g * gelu_tanh_grad(x), (xs, gs) -> (out));
-simd_loop!(l_silu_bwd, l_silu_bwd_avx, |x, g| |_s: (f32, f32)| g * silu_grad(x), (xs, gs) -> (out));
-// gated MLP: (d_gate, d_up) = (g·up·act'(pre)·gate_scale, g·act(pre)·up_scale)
-simd_loop!(l_swiglu_bwd, l_swiglu_bwd_avx,
-    |x, u, g| |s: (f32, f32)| (g * u * silu_grad(x) * s.0, g * silu(x) * s.1),
-    (xs, us, gs) -> (dg, du));
-simd_loop!(l_geglu_bwd, l_geglu_bwd_avx,
-    |x, u, g| |s: (f32, f32)| (g * u * gelu_tanh_grad(x) * s.0, g * gelu_tanh(x) * s.1),
-    (xs, us, gs) -> (dg, du));
+/// [`pass`] compiled for AVX2 + FMA (the element functions inline into it).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pass_avx2<const I: usize, const O: usize>(
+    ins: [&[f32]; I],
+    outs: [&mut [f32]; O],
+    f: &impl Fn([f32; I]) -> [f32; O],
+) {
+    pass(ins, outs, f)
+}
 
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -142,64 +138,79 @@ fn has_avx2() -> bool {
     }
 }
 
-/// Dispatch a slice loop to its AVX2 build where the CPU has it.
-macro_rules! run {
-    ($plain:ident, $avx:ident, $($a:expr),*) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            if has_avx2() {
-                // SAFETY: the CPU supports avx2 and fma (checked at run time).
-                unsafe { $avx($($a),*) }
-            } else {
-                $plain($($a),*)
+/// `out_k[i] = f(in_0[i], in_1[i], …)[k]` over same-shaped f32 CPU tensors that autograd does not
+/// track, read in place and split over the rayon threads. `None` where the fast path does not
+/// apply (other dtype or device, tracked tensors, shape mismatch): the caller composes tensor ops.
+fn fused<const I: usize, const O: usize>(
+    ins: [&Tensor; I],
+    f: impl Fn([f32; I]) -> [f32; O] + Sync,
+) -> Result<Option<[Tensor; O]>> {
+    let shape = ins[0].shape();
+    if ins.iter().any(|t| {
+        t.dtype() != DType::F32 || !t.device().is_cpu() || t.track_op() || t.shape() != shape
+    }) {
+        return Ok(None);
+    }
+    let ins: Vec<Tensor> = ins
+        .iter()
+        .map(|t| t.contiguous())
+        .collect::<candle_core::Result<_>>()?;
+    let guards: Vec<_> = ins.iter().map(|t| t.storage_and_layout()).collect();
+    let n = shape.elem_count();
+    let mut slices: Vec<&[f32]> = Vec::with_capacity(I);
+    for (storage, layout) in &guards {
+        match &**storage {
+            Storage::Cpu(CpuStorage::F32(v)) => {
+                let o = layout.start_offset();
+                slices.push(&v[o..o + n]);
+            }
+            _ => return Ok(None),
+        }
+    }
+    let mut outs: [Vec<f32>; O] = std::array::from_fn(|_| vec![0f32; n]);
+    // per chunk: its index and its slice of each output
+    let mut chunks: Vec<(usize, [&mut [f32]; O])> = Vec::new();
+    {
+        let mut iters: Vec<_> = outs.iter_mut().map(|o| o.chunks_mut(CHUNK)).collect();
+        for c in 0..n.div_ceil(CHUNK) {
+            let parts: Vec<&mut [f32]> = iters.iter_mut().filter_map(|it| it.next()).collect();
+            if let Ok(parts) = <[&mut [f32]; O]>::try_from(parts) {
+                chunks.push((c, parts));
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $plain($($a),*)
-        }
-    }};
-}
-
-// ---------------------------------------------------------------- tensor plumbing
-
-/// The contiguous f32 CPU data of `t`, or `None` where the fast path does not apply.
-fn cpu_f32(t: &Tensor) -> Option<Vec<f32>> {
-    if t.dtype() != DType::F32 || !t.device().is_cpu() || t.track_op() {
-        return None;
     }
-    let t = t.contiguous().ok()?;
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(CpuStorage::F32(v)) => {
-            let o = layout.start_offset();
-            Some(v[o..o + t.elem_count()].to_vec())
+    let avx2 = has_avx2();
+    chunks.into_par_iter().for_each(|(c, os)| {
+        let lo = c * CHUNK;
+        let ins: [&[f32]; I] = std::array::from_fn(|k| &slices[k][lo..]);
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU supports avx2 and fma (checked at run time).
+            unsafe { pass_avx2(ins, os, &f) };
+            return;
         }
-        _ => None,
-    }
+        let _ = avx2;
+        pass(ins, os, &f);
+    });
+    drop(guards);
+    let tensors = outs
+        .into_iter()
+        .map(|v| Tensor::from_vec(v, shape, &Device::Cpu))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(<[Tensor; O]>::try_from(tensors).ok())
 }
 
-fn to_tensor(v: Vec<f32>, like: &Tensor) -> Result<Tensor> {
-    Ok(Tensor::from_vec(v, like.shape(), &Device::Cpu)?)
-}
+// ---------------------------------------------------------------- the activations
 
-fn fast_activation(a: Activation) -> bool {
-    matches!(a, Activation::GeluTanh | Activation::Silu)
-}
-
-/// `act(x)`; the fused kernel for f32 CPU tensors that autograd does not track.
+/// `act(x)`; one fused pass for GELU-tanh and SiLU on f32 CPU tensors autograd does not track.
 pub fn act(a: Activation, x: &Tensor) -> Result<Tensor> {
-    if fast_activation(a) {
-        if let Some(xs) = cpu_f32(x) {
-            let mut out = vec![0f32; xs.len()];
-            out.par_chunks_mut(CHUNK)
-                .zip(xs.par_chunks(CHUNK))
-                .for_each(|(o, x)| match a {
-                    Activation::GeluTanh => run!(l_gelu, l_gelu_avx, x, o, (1.0, 1.0)),
-                    _ => run!(l_silu, l_silu_avx, x, o, (1.0, 1.0)),
-                });
-            return to_tensor(out, x);
-        }
+    let fast = match a {
+        Activation::GeluTanh => fused([x], |[x]| [gelu_tanh(x)])?,
+        Activation::Silu => fused([x], |[x]| [x * sigmoid(x)])?,
+        _ => None,
+    };
+    if let Some([y]) = fast {
+        return Ok(y);
     }
     Ok(match a {
         Activation::GeluTanh => x.gelu()?,
@@ -211,17 +222,13 @@ pub fn act(a: Activation, x: &Tensor) -> Result<Tensor> {
 
 /// `g · act'(x)` (the plain MLP's activation backward), fused where possible.
 pub fn act_bwd(a: Activation, x: &Tensor, g: &Tensor) -> Result<Tensor> {
-    if fast_activation(a) && x.shape() == g.shape() {
-        if let (Some(xs), Some(gs)) = (cpu_f32(x), cpu_f32(g)) {
-            let mut out = vec![0f32; xs.len()];
-            out.par_chunks_mut(CHUNK)
-                .zip(xs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK)))
-                .for_each(|(o, (x, g))| match a {
-                    Activation::GeluTanh => run!(l_gelu_bwd, l_gelu_bwd_avx, x, g, o, (1.0, 1.0)),
-                    _ => run!(l_silu_bwd, l_silu_bwd_avx, x, g, o, (1.0, 1.0)),
-                });
-            return to_tensor(out, x);
-        }
+    let fast = match a {
+        Activation::GeluTanh => fused([x, g], |[x, g]| [g * gelu_tanh_and_grad(x).1])?,
+        Activation::Silu => fused([x, g], |[x, g]| [g * silu_and_grad(x).1])?,
+        _ => None,
+    };
+    if let Some([d]) = fast {
+        return Ok(d);
     }
     Ok((g * act_grad(a, x)?)?)
 }
@@ -233,34 +240,29 @@ pub fn gated_bwd(
     pre: &Tensor,
     up: &Tensor,
     g: &Tensor,
-    gate_scale: f64,
-    up_scale: f64,
+    gate_scale: Option<f64>,
+    up_scale: Option<f64>,
 ) -> Result<(Tensor, Tensor)> {
-    if fast_activation(a) && pre.shape() == g.shape() && up.shape() == g.shape() {
-        if let (Some(xs), Some(us), Some(gs)) = (cpu_f32(pre), cpu_f32(up), cpu_f32(g)) {
-            let mut dg = vec![0f32; xs.len()];
-            let mut du = vec![0f32; xs.len()];
-            let s = (gate_scale as f32, up_scale as f32);
-            dg.par_chunks_mut(CHUNK)
-                .zip(du.par_chunks_mut(CHUNK))
-                .zip(
-                    xs.par_chunks(CHUNK)
-                        .zip(us.par_chunks(CHUNK))
-                        .zip(gs.par_chunks(CHUNK)),
-                )
-                .for_each(|((dg, du), ((x, u), g))| match a {
-                    Activation::GeluTanh => {
-                        run!(l_geglu_bwd, l_geglu_bwd_avx, x, u, g, dg, du, s)
-                    }
-                    _ => run!(l_swiglu_bwd, l_swiglu_bwd_avx, x, u, g, dg, du, s),
-                });
-            return Ok((to_tensor(dg, pre)?, to_tensor(du, pre)?));
-        }
+    let (sg, su) = (
+        gate_scale.unwrap_or(1.0) as f32,
+        up_scale.unwrap_or(1.0) as f32,
+    );
+    let fast = match a {
+        Activation::GeluTanh => fused([pre, up, g], move |[x, u, g]| {
+            let (y, dy) = gelu_tanh_and_grad(x);
+            [g * u * dy * sg, g * y * su]
+        })?,
+        Activation::Silu => fused([pre, up, g], move |[x, u, g]| {
+            let (y, dy) = silu_and_grad(x);
+            [g * u * dy * sg, g * y * su]
+        })?,
+        _ => None,
+    };
+    if let Some([d_g, d_u]) = fast {
+        return Ok((d_g, d_u));
     }
-    let sc =
-        |t: Tensor, v: f64| -> Result<Tensor> { Ok(if v == 1.0 { t } else { t.affine(v, 0.0)? }) };
-    let d_u = sc((g * act(a, pre)?)?, up_scale)?;
-    let d_g = sc((g * up)?.mul(&act_grad(a, pre)?)?, gate_scale)?;
+    let d_u = scale(&(g * act(a, pre)?)?, up_scale)?;
+    let d_g = scale(&(g * up)?.mul(&act_grad(a, pre)?)?, gate_scale)?;
     Ok((d_g, d_u))
 }
 
@@ -342,6 +344,19 @@ mod tests {
                 fused.shape()
             );
         };
+        // the fast path is really taken for f32 CPU tensors, and not under autograd or for f64
+        let var = candle_core::Var::from_tensor(&x).unwrap();
+        assert!(fused([&x], |[v]| [v]).unwrap().is_some());
+        assert!(fused([&x64], |[v]| [v]).unwrap().is_none());
+        assert!(fused([var.as_tensor()], |[v]| [v]).unwrap().is_none());
+        assert!(fused([&x, &x.narrow(0, 0, 50).unwrap()], |[v, w]| [v + w])
+            .unwrap()
+            .is_none());
+        // a strided input is read as its contiguous copy
+        let xt = x.t().unwrap();
+        let [y] = fused([&xt], |[v]| [v * 2.0]).unwrap().unwrap();
+        let want: Vec<Vec<f32>> = (xt.contiguous().unwrap() * 2.0).unwrap().to_vec2().unwrap();
+        assert_eq!(y.to_vec2::<f32>().unwrap(), want);
         for a in [Activation::GeluTanh, Activation::Silu] {
             close(
                 &act(a, &x).unwrap(),
@@ -356,8 +371,8 @@ mod tests {
                 (&g * act_grad(a, &x).unwrap()).unwrap(),
                 &act_bwd(a, &x64, &g64).unwrap(),
             );
-            let (dg, du) = gated_bwd(a, &x, &u, &g, 0.5, 0.25).unwrap();
-            let (rg, ru) = gated_bwd(a, &x64, &u64, &g64, 0.5, 0.25).unwrap();
+            let (dg, du) = gated_bwd(a, &x, &u, &g, Some(0.5), Some(0.25)).unwrap();
+            let (rg, ru) = gated_bwd(a, &x64, &u64, &g64, Some(0.5), Some(0.25)).unwrap();
             let cg = ((&g * &u).unwrap() * act_grad(a, &x).unwrap())
                 .unwrap()
                 .affine(0.5, 0.0)

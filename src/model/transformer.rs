@@ -6,8 +6,9 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
-use super::config::{Activation, ModelConfig, NormKind, Positional};
+use super::config::{ModelConfig, NormKind, Positional};
 use super::hooks::{Hook, HookPoint};
+use super::kernels;
 use super::ops::{linear, scale_grad, tempered_softmax};
 use super::rules::GimRules;
 use super::weights::{BlockW, LinearW, NormW, Weights};
@@ -470,11 +471,6 @@ pub(crate) fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Re
     Ok(y)
 }
 
-/// The MLP activation (a fused kernel on CPU f32 where autograd does not track `x`).
-pub(crate) fn act(a: Activation, x: &Tensor) -> Result<Tensor> {
-    super::kernels::act(a, x)
-}
-
 pub(crate) fn lin(x: &Tensor, l: &LinearW) -> Result<Tensor> {
     Ok(linear(x, &l.w, l.b.as_ref())?)
 }
@@ -520,13 +516,13 @@ fn block(
             let u = scale_grad(&lin(&x, &w.mlp.up)?, cx.rules.up_scale.unwrap_or(1.0))?;
             let g = cx.hook(HookPoint::MlpPre(l), g)?;
             let u = cx.hook(HookPoint::MlpUp(l), u)?;
-            let post = (act(cfg.act, &g)? * u)?;
+            let post = (kernels::act(cfg.act, &g)? * u)?;
             let post = cx.hook(HookPoint::MlpPost(l), post)?;
             lin(&post, &w.mlp.down)?
         }
         None => {
             let pre = cx.hook(HookPoint::MlpPre(l), lin(&x, &w.mlp.up)?)?;
-            let post = cx.hook(HookPoint::MlpPost(l), act(cfg.act, &pre)?)?;
+            let post = cx.hook(HookPoint::MlpPost(l), kernels::act(cfg.act, &pre)?)?;
             lin(&post, &w.mlp.down)?
         }
     };
