@@ -119,51 +119,38 @@ impl EdgeAttribution {
     }
 }
 
+/// `[1, s, n, d]` per-head tensors as f64 rows `[n, s * d]`, one row per head.
+fn head_rows(t: Tensor) -> Result<Tensor> {
+    let (_, s, n, d) = t.dims4()?;
+    Ok(t.squeeze(0)?
+        .transpose(0, 1)?
+        .to_dtype(DType::F64)?
+        .contiguous()?
+        .reshape((n, s * d))?)
+}
+
+/// A `[1, s, d]` tensor as one f64 row `[1, s * d]`.
+fn row(t: Tensor) -> Result<Tensor> {
+    let n = t.elem_count();
+    Ok(t.to_dtype(DType::F64)?.reshape((1, n))?)
+}
+
 /// Sender deltas `a_clean − a_corrupt` as f64 blocks of rows `[n, s * d]`, in [`Node::all`]
 /// order: the embeddings, then per layer its heads and its MLP. Consumes the activations so
 /// that each layer's f32 copies are freed as its block is made (the 1B shape at 256 tokens
 /// holds about 1 GB of head outputs per run).
-fn sender_delta_blocks(clean: SenderActs, corr: SenderActs) -> Result<Vec<(Vec<Node>, Tensor)>> {
-    let flat = |t: Tensor| -> Result<Tensor> {
-        let t = t.to_dtype(DType::F64)?;
-        let n = t.elem_count();
-        Ok(t.reshape((1, n))?)
-    };
-    let mut blocks = vec![(vec![Node::Embed], flat((clean.embed - corr.embed)?)?)];
+fn sender_delta_blocks(clean: SenderActs, corr: SenderActs) -> Result<Vec<Tensor>> {
+    let mut blocks = vec![row((clean.embed - corr.embed)?)?];
     let layers = clean
         .heads
         .into_iter()
         .zip(corr.heads)
         .zip(clean.mlps.into_iter().zip(corr.mlps));
-    for (layer, ((hc, hk), (mc, mk))) in layers.enumerate() {
-        let (_, s, h, d) = hc.dims4()?;
-        // [1, s, h, d] → [h, s * d]
-        let dh = (hc - hk)?
-            .squeeze(0)?
-            .transpose(0, 1)?
-            .to_dtype(DType::F64)?
-            .contiguous()?
-            .reshape((h, s * d))?;
-        blocks.push(((0..h).map(|head| Node::Head { layer, head }).collect(), dh));
-        blocks.push((vec![Node::Mlp { layer }], flat((mc - mk)?)?));
+    for ((hc, hk), (mc, mk)) in layers {
+        blocks.push(head_rows((hc - hk)?)?);
+        blocks.push(row((mc - mk)?)?);
     }
     Ok(blocks)
-}
-
-/// Receiver gradients of one layer as f64 rows `[h + 2 kv + 1, s * d]` in [`Receiver::all`]
-/// order (q heads, k heads, v heads, MLP), from `[1, s, n, d]` per-head gradients.
-fn receiver_block(q: Tensor, k: Tensor, v: Tensor, mlp: Tensor) -> Result<Tensor> {
-    let heads = |t: Tensor| -> Result<Tensor> {
-        let (_, s, n, d) = t.dims4()?;
-        Ok(t.squeeze(0)?
-            .transpose(0, 1)?
-            .to_dtype(DType::F64)?
-            .contiguous()?
-            .reshape((n, s * d))?)
-    };
-    let n = mlp.elem_count();
-    let mlp = mlp.to_dtype(DType::F64)?.reshape((1, n))?;
-    Ok(Tensor::cat(&[heads(q)?, heads(k)?, heads(v)?, mlp], 0)?)
 }
 
 /// Score every edge from one clean forward, one corrupt forward and one backward pass.
@@ -183,34 +170,31 @@ pub fn edge_attribution(m: &LoadedModel, p: &Problem, rules: GimRules) -> Result
     )?;
     let corr = corrupt_acts(m, p, &clean)?;
     let metric_corrupt = corrupt_metric(m, p, &corr)?;
+    let senders = Node::all(cfg.n_layers, cfg.n_heads);
+    let receivers = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads);
+    // sender blocks and receiver layers are contiguous runs of these lists, in their order
     let blocks = sender_delta_blocks(clean, corr)?;
     let logits_g = g
         .logits_input
-        .as_ref()
-        .ok_or_else(|| GimError::input("internal: no logits gradient"))?
-        .to_dtype(DType::F64)?;
-    let n = logits_g.elem_count();
-    let logits_g = logits_g.reshape((n, 1))?;
-    let mut edges = Vec::new();
-    // score[(sender, receiver)] for the receivers of one layer, or the logits
-    let mut score_layer = |recvs: &[Receiver], gl: &Tensor| -> Result<()> {
-        for (nodes, dmat) in &blocks {
-            if !recvs.iter().any(|&v| connects(nodes[0], v)) {
-                continue;
-            }
-            let sc: Vec<Vec<f64>> = dmat.matmul(gl)?.to_vec2()?;
-            for (i, u) in nodes.iter().enumerate() {
-                for (j, v) in recvs.iter().enumerate() {
-                    if connects(*u, *v) {
-                        edges.push(Edge {
-                            from: *u,
-                            to: *v,
-                            score: sc[i][j],
-                        });
-                    }
+        .ok_or_else(|| GimError::input("internal: no logits gradient"))?;
+    let mut scores = vec![vec![0f64; receivers.len()]; senders.len()];
+    // scores[sender][r0..] for one receiver block, against the sender blocks that reach it
+    let mut r0 = 0;
+    let mut score_block = |gl: Tensor| -> Result<()> {
+        let nr = gl.dim(0)?;
+        let gt = gl.t()?;
+        let mut s0 = 0;
+        for dmat in &blocks {
+            let ns = dmat.dim(0)?;
+            if (r0..r0 + nr).any(|j| connects(senders[s0], receivers[j])) {
+                let sc: Vec<Vec<f64>> = dmat.matmul(&gt)?.to_vec2()?;
+                for (i, row) in sc.into_iter().enumerate() {
+                    scores[s0 + i][r0..r0 + nr].copy_from_slice(&row);
                 }
             }
+            s0 += ns;
         }
+        r0 += nr;
         Ok(())
     };
     let layers = g
@@ -218,23 +202,23 @@ pub fn edge_attribution(m: &LoadedModel, p: &Problem, rules: GimRules) -> Result
         .into_iter()
         .zip(g.k_input)
         .zip(g.v_input.into_iter().zip(g.mlp_input));
-    for (l, ((q, k), (v, mi))) in layers.enumerate() {
-        let recvs: Vec<Receiver> = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads)
-            .into_iter()
-            .filter(|r| r.layer() == l)
-            .collect();
-        let gl = receiver_block(q, k, v, mi)?.t()?;
-        score_layer(&recvs, &gl)?;
+    for ((q, k), (v, mi)) in layers {
+        let heads = [head_rows(q)?, head_rows(k)?, head_rows(v)?, row(mi)?];
+        score_block(Tensor::cat(&heads, 0)?)?;
     }
-    score_layer(&[Receiver::Logits], &logits_g)?;
-    // forward order of senders, then receivers, as before
-    let senders = Node::all(cfg.n_layers, cfg.n_heads);
-    let receivers = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads);
-    let si: std::collections::HashMap<Node, usize> =
-        senders.iter().enumerate().map(|(i, u)| (*u, i)).collect();
-    let ri: std::collections::HashMap<Receiver, usize> =
-        receivers.iter().enumerate().map(|(i, v)| (*v, i)).collect();
-    edges.sort_by_cached_key(|e| (si.get(&e.from).copied(), ri.get(&e.to).copied()));
+    score_block(row(logits_g)?)?;
+    let mut edges = Vec::new();
+    for (i, u) in senders.iter().enumerate() {
+        for (j, v) in receivers.iter().enumerate() {
+            if connects(*u, *v) {
+                edges.push(Edge {
+                    from: *u,
+                    to: *v,
+                    score: scores[i][j],
+                });
+            }
+        }
+    }
     Ok(EdgeAttribution {
         edges,
         metric_clean,
@@ -513,4 +497,87 @@ pub fn faithfulness_curve(
         area,
         edges_to_threshold,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Positions;
+
+    /// Summed over its senders, a receiver's edge scores must equal the change of the receiver's
+    /// whole input (the residual stream it reads, clean − corrupt) times its gradient: the senders
+    /// add up to the residual stream. This checks every score against traced activations, not
+    /// against the sender decomposition the scores are built from.
+    #[test]
+    fn edge_scores_sum_to_the_receiver_input_change_times_its_gradient() {
+        let cases = ["llama", "gpt2"]
+            .into_iter()
+            .flat_map(|a| [(a, GimRules::gim()), (a, GimRules::off())]);
+        for (arch, rules) in cases {
+            let dir = format!(
+                "{}/../shared/fixtures/models/{arch}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let m = crate::load(&dir, &Default::default()).unwrap();
+            let clean: Vec<u32> = vec![57, 260, 80, 372, 294, 340, 273, 84, 278, 11, 300];
+            let mut corrupt = clean.clone();
+            corrupt[3] = 101;
+            corrupt[8] = 202;
+            let p = Problem {
+                clean: clean.clone(),
+                corrupt: crate::circuit::Corruption::Prompt(corrupt.clone()),
+                target: 372,
+                foil: Some(340),
+            };
+            let ea = edge_attribution(&m, &p, rules).unwrap();
+            let want = Want {
+                nodes: false,
+                receivers: true,
+            };
+            let (_, _, g) = clean_grads(&m, &p, rules, want).unwrap();
+            let traced = |ids: &Vec<u32>| {
+                let e = m.model.embed_ids(std::slice::from_ref(ids)).unwrap();
+                let t = m
+                    .model
+                    .forward_traced(&e, GimRules::gim(), Positions::Last, None);
+                t.unwrap().acts
+            };
+            let (c, k) = (traced(&clean), traced(&corrupt));
+            let delta = |h: HookPoint| (&c[&h] - &k[&h]).unwrap().to_dtype(DType::F64).unwrap();
+            let dot = |a: &Tensor, b: &Tensor| -> f64 {
+                let b = b.to_dtype(DType::F64).unwrap();
+                (a * b).unwrap().sum_all().unwrap().to_scalar().unwrap()
+            };
+            let cfg = &m.model.cfg;
+            let mut expected: Vec<(Receiver, f64)> = Vec::new();
+            for l in 0..cfg.n_layers {
+                let d_pre = delta(HookPoint::ResidPre(l));
+                for h in 0..cfg.n_heads {
+                    let gq = g.q_input[l].narrow(2, h, 1).unwrap().squeeze(2).unwrap();
+                    expected.push((Receiver::Q { layer: l, head: h }, dot(&d_pre, &gq)));
+                }
+                for h in 0..cfg.n_kv_heads {
+                    let gk = g.k_input[l].narrow(2, h, 1).unwrap().squeeze(2).unwrap();
+                    let gv = g.v_input[l].narrow(2, h, 1).unwrap().squeeze(2).unwrap();
+                    expected.push((Receiver::K { layer: l, head: h }, dot(&d_pre, &gk)));
+                    expected.push((Receiver::V { layer: l, head: h }, dot(&d_pre, &gv)));
+                }
+                let d_mid = delta(HookPoint::MlpIn(l));
+                expected.push((Receiver::Mlp { layer: l }, dot(&d_mid, &g.mlp_input[l])));
+            }
+            let d_last = delta(HookPoint::ResidPost(cfg.n_layers - 1));
+            let logits_g = g.logits_input.as_ref().unwrap();
+            expected.push((Receiver::Logits, dot(&d_last, logits_g)));
+            let scale = expected.iter().map(|(_, v)| v.abs()).fold(0.0, f64::max);
+            assert!(scale > 1e-6, "{arch}: degenerate problem");
+            for (r, want) in expected {
+                let got: f64 = ea.edges.iter().filter(|e| e.to == r).map(|e| e.score).sum();
+                assert!(
+                    (got - want).abs() <= 1e-5 * scale,
+                    "{arch} {rules:?} {}: Σ edge scores {got} vs Δinput·grad {want}",
+                    r.label()
+                );
+            }
+        }
+    }
 }
