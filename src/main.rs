@@ -1,4 +1,5 @@
 fn main() -> std::process::ExitCode {
+    gim::tune_allocator();
     // evcxr re-executes this binary as its code runner and rustc wrapper; this call turns
     // such a process into that role and never returns.
     gim::kernel::rust::runtime_hook();
