@@ -26,29 +26,23 @@ GIM = ROOT / "target" / "release" / "gim"
 TOL = 1e-4
 
 
-def gim_logits(model_dir, ids):
-    out = subprocess.run(
-        [str(GIM), "logits", "--model", str(model_dir), "--ids", ",".join(map(str, ids)), "--json"],
-        check=True, capture_output=True, text=True)
+def gim_logits(model_dir, ids=None, prompt=None):
+    """`gim logits --json` for token ids or a prompt: its token ids and last-position logits."""
+    args = ["--ids", ",".join(map(str, ids))] if ids is not None else ["--prompt", prompt]
+    out = subprocess.run([str(GIM), "logits", "--model", str(model_dir), *args, "--json"],
+                         check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
 
-def gim_token_ids(model_dir, text):
-    out = subprocess.run(
-        [str(GIM), "logits", "--model", str(model_dir), "--prompt", text, "--json"],
-        check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)["token_ids"]
+def rel_diff(ours, ref):
+    """|Δ| / max|ref| between gim's logits (a list) and transformers' (a float64 tensor)."""
+    ours = torch.tensor(ours, dtype=torch.float64)
+    return ((ours - ref).abs().max() / ref.abs().max()).item()
 
 
-def compare(model, model_dir, rows):
-    """Worst |Δ| / max|logit| between transformers (float64) and gim (f32), last position."""
-    worst = 0.0
-    for ids in rows:
-        with torch.no_grad():
-            ref = model(torch.tensor([ids])).logits[0, -1].double()
-        ours = torch.tensor(gim_logits(model_dir, ids)["logits"], dtype=torch.float64)
-        worst = max(worst, ((ours - ref).abs().max() / ref.abs().max()).item())
-    return worst
+def last_logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].double()
 
 
 def check_ioi(failures):
@@ -56,23 +50,22 @@ def check_ioi(failures):
     tok = AutoTokenizer.from_pretrained(d)
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float64).eval()
     prompts = [json.loads(l) for l in (d / "ioi_prompts.jsonl").read_text().splitlines() if l.strip()]
-    rows, id_mismatch, correct, held = [], 0, 0, 0
+    id_mismatch, correct, held, worst = 0, 0, 0, 0.0
     for p in prompts:
         ids = tok(p["clean"])["input_ids"]
-        if ids != gim_token_ids(d, p["clean"]):
+        ours = gim_logits(d, prompt=p["clean"])
+        if ids != ours["token_ids"]:
             id_mismatch += 1
-        rows.append(ids)
+            continue
+        ref = last_logits(model, ids)[-1]
+        worst = max(worst, rel_diff(ours["logits"], ref))
         if p["heldout_template"]:
             held += 1
-            io = tok(p["io"], add_special_tokens=False)["input_ids"][0]
-            with torch.no_grad():
-                pred = model(torch.tensor([ids])).logits[0, -1].argmax().item()
-            correct += pred == io
-    worst = compare(model, d, rows[::4])
+            correct += ref.argmax().item() == tok(p["io"], add_special_tokens=False)["input_ids"][0]
     acc = correct / max(held, 1)
     print(f"toy-ioi: {type(model).__name__} loaded by transformers {__import__('transformers').__version__}; "
           f"token ids identical on {len(prompts) - id_mismatch}/{len(prompts)} prompts; "
-          f"logits worst |Δ|/max = {worst:.2e} over {len(rows[::4])} prompts; "
+          f"logits worst |Δ|/max = {worst:.2e} over those prompts; "
           f"held-out-template accuracy (transformers) = {acc:.3f} on {held} prompts")
     if id_mismatch:
         failures.append(f"toy-ioi: {id_mismatch} prompts tokenize differently")
@@ -90,8 +83,8 @@ def check_induction(failures):
     syms = [tok.convert_tokens_to_ids(c + v) for c in cons for v in vows]
     bos = model.config.bos_token_id
     rng = random.Random(0)
-    rows, correct, total = [], 0, 0
-    for _ in range(200):  # the training layout: <bos> noise A noise A noise, 32 tokens
+    correct, total, worst = 0, 0, 0.0
+    for n in range(200):  # the training layout: <bos> noise A noise A noise, 32 tokens
         seg = [rng.choice(syms) for _ in range(rng.randint(4, 12))]
         row = [bos] + [rng.choice(syms) for _ in range(rng.randint(0, 4))] + seg
         row += [rng.choice(syms) for _ in range(rng.randint(0, 4))]
@@ -99,13 +92,13 @@ def check_induction(failures):
         row += seg
         row += [rng.choice(syms) for _ in range(max(0, 32 - len(row)))]
         row = row[:32]
-        with torch.no_grad():
-            pred = model(torch.tensor([row])).logits[0].argmax(-1).tolist()
+        logits = last_logits(model, row)
+        pred = logits.argmax(-1).tolist()
         for p in range(second, min(second + len(seg) - 1, len(row) - 1)):
             correct += pred[p] == row[p + 1]
             total += 1
-        rows.append(row)
-    worst = compare(model, d, rows[:20])
+        if n < 20:
+            worst = max(worst, rel_diff(gim_logits(d, ids=row)["logits"], logits[-1]))
     acc = correct / total
     print(f"toy-induction: {type(model).__name__} loaded by transformers; logits worst |Δ|/max = "
           f"{worst:.2e} over 20 sequences; repeated-half accuracy (transformers) = {acc:.3f} "
