@@ -190,6 +190,9 @@ pub struct SenderActs {
     pub heads: Vec<Tensor>,
     /// per layer `[1, s, d]`
     pub mlps: Vec<Tensor>,
+    /// final-norm output at the last position `[1, 1, d]`, where this run was a plain forward of
+    /// a prompt (its metric needs no second forward)
+    pub hidden: Option<Tensor>,
 }
 
 /// Each head's contribution to the residual stream from `z` `[b, s, h, dh]`: its slice of the
@@ -253,8 +256,11 @@ pub fn sender_acts(m: &LoadedModel, ids: &[u32]) -> Result<SenderActs> {
         positions: Positions::Last,
         ..Default::default()
     };
-    m.model.forward_hidden(&e, &mut o)?;
-    acts_from(m, &cache.acts)
+    let hidden = m.model.forward_hidden(&e, &mut o)?;
+    Ok(SenderActs {
+        hidden: Some(hidden),
+        ..acts_from(m, &cache.acts)?
+    })
 }
 
 pub(crate) fn acts_from(
@@ -281,6 +287,7 @@ pub(crate) fn acts_from(
         z,
         heads,
         mlps,
+        hidden: None,
     })
 }
 
@@ -291,6 +298,7 @@ impl SenderActs {
             z: self.z.iter().map(&f).collect::<Result<_>>()?,
             heads: self.heads.iter().map(&f).collect::<Result<_>>()?,
             mlps: self.mlps.iter().map(&f).collect::<Result<_>>()?,
+            hidden: None,
         })
     }
 }

@@ -80,9 +80,14 @@ pub(crate) fn clean_grads(
 /// Metric of the corrupted run (the corrupt prompt, or every node ablated).
 pub(crate) fn corrupt_metric(m: &LoadedModel, p: &Problem, corr: &SenderActs) -> Result<f64> {
     match &p.corrupt {
-        super::Corruption::Prompt(ids) => {
-            Ok(metric_with(m, p, std::slice::from_ref(ids), None, false)?[0])
-        }
+        super::Corruption::Prompt(ids) => match &corr.hidden {
+            // the corrupt prompt's own forward already ran (`sender_acts`)
+            Some(h) => Ok(p
+                .metric_rows(m, h)?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?[0]),
+            None => Ok(metric_with(m, p, std::slice::from_ref(ids), None, false)?[0]),
+        },
         _ => {
             let all = Node::all(m.model.cfg.n_layers, m.model.cfg.n_heads);
             let mut hook = NodePatcher::new(m, corr, &[all])?;
