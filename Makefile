@@ -8,7 +8,7 @@ BIN := target/release/gim
 export RAYON_NUM_THREADS ?= 2
 
 .PHONY: all build venv test cargo-test kernel-test kernel-install notebook-test screenshot-test demo clean \
-	venv-torch check-transformers bench-torch
+	venv-torch check-transformers bench-torch bench-ig
 
 all: build
 
@@ -70,6 +70,11 @@ check-transformers: build venv-torch
 bench-torch: build venv-torch
 	$(BIN) bench --shape gpt2-small,llama-1b --tokens 32,128 --reps 5 --methods gradient,gim
 	$(TORCH_VENV)/bin/python tools/torch_bench.py --shape gpt2-small,llama-1b --tokens 32,128 --reps 5
+
+# Integrated gradients (32 steps) against one gradient, gim and PyTorch side by side.
+bench-ig: build venv-torch
+	$(BIN) bench --shape gpt2-small --tokens 32,128 --reps 3 --methods gradient,integrated-gradients
+	$(TORCH_VENV)/bin/python tools/torch_bench.py --shape gpt2-small --tokens 32,128 --reps 3 --ig
 
 clean:
 	rm -rf target $(VENV) $(TORCH_VENV) out

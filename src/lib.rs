@@ -23,6 +23,22 @@ pub use loader::{load, LoadOpts, LoadedModel};
 /// The candle version gim is built against (provenance in `%gim info`).
 pub const CANDLE_VERSION: &str = "0.11.1";
 
+/// Let candle's element-wise worker thread sleep soon after its work instead of spinning.
+///
+/// candle's CPU binary ops run on a pool whose workers spin 25 000 times before parking, so after
+/// every element-wise op a worker keeps a core busy for about half a millisecond, taking it from
+/// the matrix products that follow. On 2 cores that spinning was 13% of all CPU time of an
+/// attribution (perf); a limit of 1000 spins took GIM on the GPT-2-small shape at 128 tokens from
+/// about 700 to 590 ms. Called once at the start of the `gim` binary, before any candle op; a
+/// `CANDLE_BARRIER_POOL_SPIN_LIMIT` in the environment wins.
+pub fn tune_threads() {
+    const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(VAR).is_none() {
+        // No other thread exists yet: nothing can read the environment concurrently.
+        std::env::set_var(VAR, "1000");
+    }
+}
+
 /// Keep freed tensor memory in the process instead of handing it back to the kernel at once.
 ///
 /// glibc serves large blocks (a few MB: one activation of a 1B model) with fresh `mmap`s or trims

@@ -16,8 +16,13 @@ fn load(arch: &str, dtype: DType) -> gim::LoadedModel {
 }
 
 fn target_logit(m: &gim::LoadedModel, e: &Tensor, t: u32) -> f64 {
+    logit_of(m, e, Positions::Last, t)
+}
+
+/// Target logit at `positions` (one) of one forward of the embeddings `e`.
+fn logit_of(m: &gim::LoadedModel, e: &Tensor, positions: Positions, t: u32) -> f64 {
     let mut o = ForwardOpts {
-        positions: Positions::Last,
+        positions,
         ..Default::default()
     };
     let h = m.model.forward_hidden(e, &mut o).unwrap();
@@ -190,19 +195,45 @@ fn integrated_gradients_is_complete() {
     );
 }
 
+/// Target logit at `pos` of one full forward of `ids`.
+fn logit_at(m: &gim::LoadedModel, ids: &[u32], pos: usize, t: u32) -> f64 {
+    let e = m.model.embed_ids(&[ids.to_vec()]).unwrap();
+    logit_of(m, &e, Positions::At(vec![pos]), t)
+}
+
 #[test]
 fn occlusion_equals_brute_force_replacement() {
-    let m = load("qwen2", DType::F32);
-    let mut req = AttributeRequest::new(IDS.to_vec());
-    req.method = Method::Occlusion;
-    req.target = TargetSpec::Id(300);
-    let a = attribute(&m, &req).unwrap();
-    let b = a.baseline_id.unwrap();
-    for i in 0..IDS.len() {
-        let mut ids = IDS.to_vec();
-        ids[i] = b;
-        let f = target_logit(&m, &m.model.embed_ids(&[ids]).unwrap(), 300);
-        assert!((a.attributions[i] - (a.target_logit - f)).abs() < 1e-5);
+    // 40 tokens: three chunks of rows, the later two reusing the prompt's cached keys and values
+    // (gemma2's sliding window of 16 is crossed); read out at the last position and at 20.
+    let ids: Vec<u32> = (0..40u32).map(|i| (i * 37 + 11) % 383 + 1).collect();
+    for arch in ARCHS {
+        let m = load(arch, DType::F64);
+        for pos in [None, Some(20)] {
+            let mut req = AttributeRequest::new(ids.clone());
+            req.method = Method::Occlusion;
+            req.target = TargetSpec::Id(300);
+            req.position = pos.map(|p| p as i64);
+            let a = attribute(&m, &req).unwrap();
+            let b = a.baseline_id.unwrap();
+            let at = pos.unwrap_or(ids.len() - 1);
+            let clean = logit_at(&m, &ids, at, 300);
+            assert!((a.target_logit - clean).abs() < 1e-9, "{arch}: clean value");
+            let mut moved = 0;
+            for i in 0..ids.len() {
+                let mut r = ids.clone();
+                r[i] = b;
+                let want = clean - logit_at(&m, &r, at, 300);
+                let got = a.attributions[i];
+                assert!(
+                    (got - want).abs() < 1e-9 * (1.0 + want.abs()),
+                    "{arch} pos {pos:?} token {i}: {got} vs brute force {want}"
+                );
+                moved += (want.abs() > 1e-6) as usize;
+            }
+            // replacing a token after the read-out position changes nothing; before, it does
+            assert!(moved > at / 2, "{arch}: only {moved} tokens mattered");
+            assert!(a.attributions[at + 1..].iter().all(|&d| d.abs() < 1e-12));
+        }
     }
 }
 

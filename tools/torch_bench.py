@@ -4,7 +4,9 @@
 Random-weight transformers models shaped like `gim bench`'s (GPT-2 small, Llama-3.2-1B), f32, 2 threads.
 Times a forward pass with the logits at the last position only (what attribution needs) and a plain
 gradient of the top logit with respect to the input embeddings (no weight gradients). CANDLE.md
-measured GIM's four rules at +3% over this gradient in PyTorch. Prints a markdown table (median ms).
+measured GIM's four rules at +3% over this gradient in PyTorch. With `--ig`, also integrated
+gradients of 32 steps batched 16 at a time (what `gim` does), to show PyTorch's own integrated-
+gradients ÷ gradient ratio on this machine. Prints a markdown table (median ms).
 """
 import argparse
 import statistics
@@ -38,6 +40,8 @@ def main():
     ap.add_argument("--shape", default="gpt2-small")
     ap.add_argument("--tokens", default="32,128")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--ig", action="store_true", help="also time integrated gradients (32 steps)")
+    ap.add_argument("--ig-steps", type=int, default=32)
     a = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -66,10 +70,29 @@ def main():
                 logits[0, logits[0].argmax()].backward()
                 return x.grad
 
+            def integrated_gradients():
+                x = emb(ids).detach()
+                base = torch.zeros_like(x)
+                with torch.no_grad():
+                    t = head(body(inputs_embeds=x).last_hidden_state[:, -1])[0].argmax()
+                total = torch.zeros_like(x)
+                steps = a.ig_steps
+                for k0 in range(0, steps, 16):
+                    al = (torch.arange(k0, min(k0 + 16, steps)) + 0.5) / steps
+                    xs = (base + al[:, None, None] * (x - base)).requires_grad_(True)
+                    h = body(inputs_embeds=xs).last_hidden_state[:, -1]
+                    head(h)[:, t].sum().backward()
+                    total += xs.grad.sum(0, keepdim=True)
+                return (total / steps * (x - base)).sum(-1)
+
             f = median_ms(forward, a.reps)
             g = median_ms(gradient, a.reps)
             print(f"| {shape} | {n} | torch forward | {f:.1f} | 1.00 |")
             print(f"| {shape} | {n} | torch gradient | {g:.1f} | {g / f:.2f} |", flush=True)
+            if a.ig:
+                ig = median_ms(integrated_gradients, max(1, a.reps // 2))
+                print(f"| {shape} | {n} | torch integrated gradients ({a.ig_steps} steps) | {ig:.1f} "
+                      f"| {ig / f:.2f} (÷ gradient {ig / g:.1f}) |", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ pub struct Args {
         default_value = "gradient,gim,integrated-gradients"
     )]
     pub methods: Vec<String>,
-    /// Timed repetitions (median reported).
+    /// Timed repetitions (median reported), after one untimed warm-up run when more than 1.
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
     #[arg(long, default_value = "f32")]

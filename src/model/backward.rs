@@ -13,6 +13,7 @@ use candle_core::{DType, Tensor, D};
 use super::config::{ModelConfig, NormKind, Positional};
 use super::hooks::{Cache, HookPoint};
 use super::kernels;
+use super::row_kernels;
 use super::rules::GimRules;
 use super::transformer::{lin, norm, position_ids, repeat_kv, Masks, Rope};
 use super::weights::{LinearW, NormW};
@@ -86,6 +87,7 @@ impl Transformer {
             positions: positions.clone(),
             split_qkv_input: false,
             attention_mask: attention_mask.clone(),
+            prefix: None,
         };
         let hidden = self.forward_hidden(&e, &mut opts)?;
         Ok(Traced {
@@ -159,7 +161,13 @@ impl Transformer {
             )?),
             Positional::Learned => None,
         };
-        let masks = Masks::new(cfg, &positions, t.attention_mask.as_deref(), &self.device)?;
+        let masks = Masks::new(
+            cfg,
+            &positions,
+            t.attention_mask.as_deref(),
+            0,
+            &self.device,
+        )?;
         let _ = masks.for_layer(0);
         let n = cfg.n_layers;
         let mut q_in = Vec::new();
@@ -282,17 +290,21 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         let v = repeat_kv(&get(HookPoint::V(l))?.transpose(1, 2)?, rep)?;
         let d_pattern = dz.matmul(&v.t()?)?;
         let dv = pattern.t()?.matmul(&dz)?;
-        let d_scores = softmax_bwd(scores, pattern, &d_pattern, self.rules.temperature())?;
+        // the attention scale folds into the softmax backward unless soft-capping comes between
+        let (inner, outer) = match cfg.attn_softcap {
+            Some(_) => (1.0, cfg.attn_scale),
+            None => (cfg.attn_scale, 1.0),
+        };
+        let d_scores = softmax_bwd(scores, pattern, &d_pattern, self.rules.temperature(), inner)?;
         let d_scores = match cfg.attn_softcap {
             Some(c) => {
                 let t = (scores.to_dtype(DType::F32.max_with(scores.dtype()))? / c)?
                     .clamp(-1.0, 1.0)?;
                 let f = (1.0 - t.sqr()?)?.to_dtype(d_scores.dtype())?;
-                (d_scores * f)?
+                ((d_scores * f)? * outer)?
             }
             None => d_scores,
         };
-        let d_scores = (d_scores * cfg.attn_scale)?;
         let dq = d_scores.matmul(&k)?;
         let dk = d_scores.t()?.matmul(&q)?;
         let group = |x: Tensor| -> Result<Tensor> {
@@ -395,6 +407,15 @@ fn lin_bwd(dy: &Tensor, l: &LinearW) -> Result<Tensor> {
 /// Backward of [`norm`]; `freeze` treats the statistic as a constant (the GIM rule). `x` may
 /// broadcast against `dy` (one residual stream read by several heads).
 fn norm_bwd(cfg: &ModelConfig, w: &NormW, x: &Tensor, dy: &Tensor, freeze: bool) -> Result<Tensor> {
+    let spec = row_kernels::NormSpec {
+        rms: matches!(cfg.norm, NormKind::RmsNorm),
+        eps: cfg.norm_eps,
+        one_plus: cfg.norm_one_plus,
+        freeze,
+    };
+    if let Some(dx) = row_kernels::norm_bwd(spec, x, dy, &w.w)? {
+        return Ok(dx);
+    }
     let dtype = dy.dtype();
     let ft = DType::F32.max_with(dtype);
     let xf = x.to_dtype(ft)?;
@@ -437,8 +458,15 @@ fn norm_bwd(cfg: &ModelConfig, w: &NormW, x: &Tensor, dy: &Tensor, freeze: bool)
     Ok(dx.to_dtype(dtype)?)
 }
 
-/// The tempered softmax backward: `s_T (g − Σ g s_T)` with `s_T = softmax(x / T)`.
-fn softmax_bwd(scores: &Tensor, pattern: &Tensor, g: &Tensor, temperature: f64) -> Result<Tensor> {
+/// The tempered softmax backward times `scale`: `scale · s_T (g − Σ g s_T)` with
+/// `s_T = softmax(x / T)`.
+fn softmax_bwd(
+    scores: &Tensor,
+    pattern: &Tensor,
+    g: &Tensor,
+    temperature: f64,
+    scale: f64,
+) -> Result<Tensor> {
     let dtype = g.dtype();
     let ft = DType::F32.max_with(dtype);
     let s = if temperature == 1.0 {
@@ -447,6 +475,11 @@ fn softmax_bwd(scores: &Tensor, pattern: &Tensor, g: &Tensor, temperature: f64) 
         super::ops::softmax_last_dim(&(scores.to_dtype(ft)? / temperature)?)?
     };
     let g = g.to_dtype(ft)?;
+    if let Some(d) = row_kernels::softmax_bwd(&s, &g, scale)? {
+        return Ok(d.to_dtype(dtype)?);
+    }
     let dot = (&g * &s)?.sum_keepdim(D::Minus1)?;
-    Ok((s * g.broadcast_sub(&dot)?)?.to_dtype(dtype)?)
+    let d = (s * g.broadcast_sub(&dot)?)?;
+    let d = if scale == 1.0 { d } else { (d * scale)? };
+    Ok(d.to_dtype(dtype)?)
 }

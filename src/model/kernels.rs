@@ -16,7 +16,7 @@ use super::config::Activation;
 use crate::error::Result;
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough to balance.
-const CHUNK: usize = 1 << 14;
+pub(super) const CHUNK: usize = 1 << 14;
 
 // ---------------------------------------------------------------- scalar math (vectorisable)
 
@@ -24,7 +24,7 @@ const CHUNK: usize = 1 << 14;
 // the constants are Cephes' as published
 #[allow(clippy::excessive_precision)]
 #[inline(always)]
-fn exp_f32(x: f32) -> f32 {
+pub(super) fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
@@ -127,7 +127,7 @@ unsafe fn pass_avx2<const I: usize, const O: usize>(
     pass(ins, outs, f)
 }
 
-fn has_avx2() -> bool {
+pub(super) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")

@@ -6,6 +6,7 @@ pub mod hooks;
 pub mod init;
 pub mod kernels;
 pub mod ops;
+pub mod row_kernels;
 pub mod rules;
 pub mod transformer;
 pub mod weights;
@@ -13,7 +14,7 @@ pub mod weights;
 pub use config::ModelConfig;
 pub use hooks::{Cache, Hook, HookPoint, Hooks, NoHooks, Patch};
 pub use rules::GimRules;
-pub use transformer::{ForwardOpts, Positions, Transformer};
+pub use transformer::{ForwardOpts, Positions, Prefix, Transformer};
 
 impl Transformer {
     /// Number of parameters (tied embeddings counted once).

@@ -7,9 +7,10 @@
 use candle_core::{DType, Device, Tensor, D};
 
 use super::config::{ModelConfig, NormKind, Positional};
-use super::hooks::{Hook, HookPoint};
+use super::hooks::{Cache, Hook, HookPoint};
 use super::kernels;
 use super::ops::{linear, scale_grad, tempered_softmax};
+use super::row_kernels;
 use super::rules::GimRules;
 use super::weights::{BlockW, LinearW, NormW, Weights};
 use crate::error::{GimError, Result};
@@ -34,6 +35,31 @@ pub struct ForwardOpts<'a> {
     pub split_qkv_input: bool,
     /// `[b, s]` 1 = token, 0 = padding (left padding); `None` = no padding.
     pub attention_mask: Option<Vec<Vec<u8>>>,
+    /// Keys and values of positions before the given embeddings, computed once on a prompt
+    /// these rows share a prefix with: the embeddings are then positions `offset..`.
+    pub prefix: Option<&'a Prefix>,
+}
+
+/// A shared prompt prefix's keys and values, per layer `[1, offset, kv_heads, d_head]` as seen at
+/// `hook_k` / `hook_v` (after q/k-norm and rotary). Rows that differ from a prompt only from
+/// position `offset` on need not recompute the positions before it (occlusion).
+pub struct Prefix {
+    pub offset: usize,
+    pub kv: Vec<(Tensor, Tensor)>,
+}
+
+impl Prefix {
+    /// The first `offset` positions of the keys and values cached at every layer's `hook_k` and
+    /// `hook_v` of a one-row forward.
+    pub fn from_cache(cache: &Cache, n_layers: usize, offset: usize) -> Result<Self> {
+        let mut kv = Vec::with_capacity(n_layers);
+        for l in 0..n_layers {
+            let k = cache.get(HookPoint::K(l))?.narrow(1, 0, offset)?;
+            let v = cache.get(HookPoint::V(l))?.narrow(1, 0, offset)?;
+            kv.push((k, v));
+        }
+        Ok(Prefix { offset, kv })
+    }
 }
 
 impl Default for ForwardOpts<'_> {
@@ -44,6 +70,7 @@ impl Default for ForwardOpts<'_> {
             positions: Positions::All,
             split_qkv_input: false,
             attention_mask: None,
+            prefix: None,
         }
     }
 }
@@ -61,6 +88,7 @@ struct Ctx<'a, 'h> {
     rules: GimRules,
     hooks: Option<&'a mut (dyn Hook + 'h)>,
     split: bool,
+    prefix: Option<&'a Prefix>,
 }
 
 impl Ctx<'_, '_> {
@@ -124,19 +152,40 @@ impl Transformer {
                 "the prompt is empty: give at least one token",
             ));
         }
-        if s > cfg.n_ctx {
+        let offset = match opts.prefix {
+            Some(p) => {
+                if opts.attention_mask.is_some() || opts.split_qkv_input {
+                    return Err(GimError::input(
+                        "internal: a cached prefix works only on unpadded, unsplit rows",
+                    ));
+                }
+                if p.kv.len() != cfg.n_layers {
+                    return Err(GimError::input(
+                        "internal: the cached prefix has the wrong number of layers",
+                    ));
+                }
+                p.offset
+            }
+            None => 0,
+        };
+        if offset + s > cfg.n_ctx {
             return Err(GimError::input(format!(
-                "the prompt has {s} tokens but the model's context is {} tokens; shorten it",
+                "the prompt has {} tokens but the model's context is {} tokens; shorten it",
+                offset + s,
                 cfg.n_ctx
             )));
         }
         opts.rules.validate()?;
-        let positions = position_ids(b, s, opts.attention_mask.as_deref())?;
+        let positions = match opts.prefix {
+            Some(_) => vec![(offset..offset + s).collect(); b],
+            None => position_ids(b, s, opts.attention_mask.as_deref())?,
+        };
         let mut cx = Ctx {
             cfg,
             rules: opts.rules,
             hooks: opts.hooks.as_deref_mut(),
             split: opts.split_qkv_input,
+            prefix: opts.prefix,
         };
         let mut x = match cfg.embed_scale {
             Some(sc) => {
@@ -173,6 +222,7 @@ impl Transformer {
             cfg,
             &positions,
             opts.attention_mask.as_deref(),
+            offset,
             &self.device,
         )?;
         for (l, blk) in self.w.blocks.iter().enumerate() {
@@ -270,7 +320,9 @@ pub(crate) fn position_ids(
     }
 }
 
-/// Boolean masks `[b, 1, s, s]` (1 = may attend), one per distinct window size.
+/// Boolean masks `[b, 1, s, offset + s]` (1 = may attend), one per distinct window size; the
+/// queries are positions `offset..offset + s`, the keys `0..offset + s` (`offset` > 0: a cached
+/// prefix, never with padding).
 pub(crate) struct Masks {
     full: Tensor,
     windowed: Vec<(usize, Tensor)>,
@@ -282,37 +334,38 @@ impl Masks {
         cfg: &ModelConfig,
         positions: &[Vec<usize>],
         pad: Option<&[Vec<u8>]>,
+        offset: usize,
         dev: &Device,
     ) -> Result<Self> {
         let b = positions.len();
         let s = positions.first().map(|r| r.len()).unwrap_or(0);
+        let sk = offset + s;
         let build = |window: Option<usize>| -> Result<Tensor> {
-            let mut m = vec![0u8; b * s * s];
+            let mut m = vec![0u8; b * s * sk];
             for r in 0..b {
                 for q in 0..s {
-                    for k in 0..=q {
+                    let qa = offset + q;
+                    let row = &mut m[(r * s + q) * sk..(r * s + q + 1) * sk];
+                    for (k, slot) in row.iter_mut().enumerate().take(qa + 1) {
                         let real = pad.map(|p| p[r][k] != 0).unwrap_or(true);
-                        let in_window = window.map(|w| q - k < w).unwrap_or(true);
+                        let in_window = window.map(|w| qa - k < w).unwrap_or(true);
                         if real && in_window {
-                            m[r * s * s + q * s + k] = 1;
+                            *slot = 1;
                         }
                     }
                     // A padding query row would otherwise attend to nothing (NaN): let it see itself.
-                    if m[r * s * s + q * s..r * s * s + q * s + s]
-                        .iter()
-                        .all(|&v| v == 0)
-                    {
-                        m[r * s * s + q * s + q] = 1;
+                    if row.iter().all(|&v| v == 0) {
+                        row[qa] = 1;
                     }
                 }
             }
-            Ok(Tensor::from_vec(m, (b, 1, s, s), dev)?)
+            Ok(Tensor::from_vec(m, (b, 1, s, sk), dev)?)
         };
         let mut windowed = Vec::new();
         for w in cfg.sliding_window.iter().flatten() {
             if !windowed.iter().any(|(x, _)| x == w) {
                 // A window wider than the prompt is the full causal mask.
-                windowed.push((*w, build(if *w < s { Some(*w) } else { None })?));
+                windowed.push((*w, build(if *w < sk { Some(*w) } else { None })?));
             }
         }
         Ok(Masks {
@@ -427,6 +480,20 @@ impl Rope {
 
 /// LayerNorm / RMSNorm over the last dim, statistics in f32; `freeze` detaches the statistic.
 pub(crate) fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Result<Tensor> {
+    // one fused pass for f32 CPU tensors autograd does not track (`freeze` only matters to autograd)
+    let spec = row_kernels::NormSpec {
+        rms: matches!(cfg.norm, NormKind::RmsNorm),
+        eps: cfg.norm_eps,
+        one_plus: cfg.norm_one_plus,
+        freeze,
+    };
+    let bias = match cfg.norm {
+        NormKind::LayerNorm => w.b.as_ref(),
+        NormKind::RmsNorm => None,
+    };
+    if let Some(y) = row_kernels::norm(spec, x, &w.w, bias)? {
+        return Ok(y);
+    }
     let dtype = x.dtype();
     let xf = if dtype == DType::F64 {
         x.clone()
@@ -591,7 +658,16 @@ fn attention(
     let q = scale_grad(&q, cx.rules.q_scale.unwrap_or(1.0))?;
     let k = scale_grad(&k, cx.rules.k_scale.unwrap_or(1.0))?;
     let v = scale_grad(&v, cx.rules.v_scale.unwrap_or(1.0))?;
-    // [b, heads, s, dh]
+    let (k, v) = match cx.prefix.and_then(|p| p.kv.get(l)) {
+        Some((pk, pv)) => {
+            let o = pk.dim(1)?;
+            let pk = pk.broadcast_as((b, o, kv, dh))?.to_dtype(k.dtype())?;
+            let pv = pv.broadcast_as((b, o, kv, dh))?.to_dtype(v.dtype())?;
+            (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?)
+        }
+        None => (k, v),
+    };
+    // [b, heads, s, dh] (keys and values: the prefix's positions, then these)
     let q = q.transpose(1, 2)?.contiguous()?;
     let k = repeat_kv(&k.transpose(1, 2)?, h / kv)?;
     let v = repeat_kv(&v.transpose(1, 2)?, h / kv)?;
