@@ -39,13 +39,16 @@ pub fn tune_threads() {
     }
 }
 
-/// Keep freed tensor memory in the process instead of handing it back to the kernel at once.
+/// Keep freed tensor memory in the process instead of handing it back to the system at once.
 ///
-/// glibc serves large blocks (a few MB: one activation of a 1B model) with fresh `mmap`s or trims
-/// the heap top as soon as they are freed, so every new tensor of that size page-faults its memory
-/// in again: on the GPT-2-small shape at 128 tokens that was about a third of an attribution.
-/// Raising both thresholds lets freed blocks be reused; at most 1 GiB of free heap top is kept.
-/// Called once at the start of the `gim` binary; a `MALLOC_MMAP_THRESHOLD_` or
+/// glibc serves large blocks (a few MB: one activation of a 1B model) with fresh `mmap`s, and trims
+/// the heap top as soon as enough of it is free, so every new tensor of that size page-faults its
+/// memory in again: on the GPT-2-small shape at 128 tokens that was about a third of an
+/// attribution, and zeroing fresh pages was 18% of integrated gradients, whose batches free and
+/// re-allocate more than a gigabyte each. Blocks under 512 MB now come from the heap, and the heap
+/// is never trimmed on its own: a command's peak stays reserved while it runs, and
+/// [`release_memory`] hands the free part back between commands (the kernel calls it after every
+/// cell). Called once at the start of the `gim` binary; a `MALLOC_MMAP_THRESHOLD_` or
 /// `MALLOC_TRIM_THRESHOLD_` in the environment wins.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -58,6 +61,16 @@ pub fn tune_allocator() {
             }
         };
         set("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 512 << 20);
-        set("MALLOC_TRIM_THRESHOLD_", libc::M_TRIM_THRESHOLD, 1 << 30);
+        // -1: never trim on free (mallopt(3))
+        set("MALLOC_TRIM_THRESHOLD_", libc::M_TRIM_THRESHOLD, -1);
+    }
+}
+
+/// Hand the allocator's free memory back to the system (glibc `malloc_trim`); a no-op elsewhere.
+pub fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

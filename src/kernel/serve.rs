@@ -521,6 +521,9 @@ impl Worker {
                 self.reply(msg, "execute_reply", content);
             }
         }
+        // the allocator keeps freed memory during a command (see `tune_allocator`); between
+        // cells it goes back to the system
+        crate::release_memory();
     }
 
     fn engine(&mut self) -> Result<&mut RustEngine, CellError> {
