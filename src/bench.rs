@@ -203,6 +203,45 @@ pub fn table(rows: &[BenchRow]) -> String {
     s
 }
 
+/// How each method's cost grows with sequence length: per shape and method measured at two or
+/// more lengths, the time ratio between consecutive lengths and its exponent `log(t₂/t₁) /
+/// log(n₂/n₁)` (1 = linear in tokens, 2 = quadratic). Empty when no method has two lengths.
+pub fn growth(rows: &[BenchRow]) -> String {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for r in rows {
+        if !keys.contains(&(r.shape.as_str(), r.method.as_str())) {
+            keys.push((r.shape.as_str(), r.method.as_str()));
+        }
+    }
+    let mut lines = Vec::new();
+    for (shape, method) in keys {
+        let mut pts: Vec<(usize, f64)> = rows
+            .iter()
+            .filter(|r| r.shape == shape && r.method == method)
+            .map(|r| (r.tokens, r.median_ms))
+            .collect();
+        pts.sort_by_key(|p| p.0);
+        pts.dedup_by_key(|p| p.0);
+        if pts.len() < 2 {
+            continue;
+        }
+        let steps: Vec<String> = pts
+            .windows(2)
+            .map(|w| {
+                let (n1, t1) = w[0];
+                let (n2, t2) = w[1];
+                let k = (t2 / t1).ln() / (n2 as f64 / n1 as f64).ln();
+                format!("{n1}→{n2} tokens ×{:.2} (∝ n^{k:.2})", t2 / t1)
+            })
+            .collect();
+        lines.push(format!("{shape} {method}: {}", steps.join(", ")));
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("cost growth with sequence length:\n{}\n", lines.join("\n"))
+}
+
 /// Save a random-weight GPT-2-shaped model as an ordinary HF checkpoint (Conv1D layout) with a
 /// whitespace word-level tokenizer over `<tokN>` pieces.
 pub fn save_random_gpt2(shape: &str, dir: &std::path::Path) -> Result<()> {
@@ -320,4 +359,38 @@ pub fn hot_vs_fresh(shape: &str, tokens: usize, reps: usize) -> Result<(f64, f64
     })?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok((hot, fresh))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(method: &str, tokens: usize, ms: f64) -> BenchRow {
+        BenchRow {
+            shape: "s".into(),
+            tokens,
+            method: method.into(),
+            median_ms: ms,
+            ratio_to_forward: 1.0,
+            tokens_per_s: 0.0,
+            peak_rss_mb: 0.0,
+        }
+    }
+
+    #[test]
+    fn growth_reports_the_exponent_between_consecutive_lengths() {
+        let rows = [
+            row("gim", 64, 40.0),
+            row("gim", 16, 10.0),
+            row("gim", 256, 640.0),
+            row("edges", 16, 5.0),
+        ];
+        let g = growth(&rows);
+        assert_eq!(
+            g,
+            "cost growth with sequence length:\ns gim: 16→64 tokens ×4.00 (∝ n^1.00), \
+             64→256 tokens ×16.00 (∝ n^2.00)\n"
+        );
+        assert_eq!(growth(&rows[3..]), "");
+    }
 }

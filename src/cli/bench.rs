@@ -67,6 +67,7 @@ pub fn run(a: Args) -> Result<()> {
         }
     } else {
         println!("{}", table(&rows));
+        print!("{}", crate::bench::growth(&rows));
         println!(
             "threads: RAYON_NUM_THREADS={}",
             std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(all cores)".into())
