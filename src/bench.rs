@@ -136,7 +136,8 @@ pub fn bench_model(
         let l = m
             .model
             .logits(std::slice::from_ref(&ids), Positions::Last)?;
-        let _ = l.flatten_all()?.to_vec1::<f32>()?;
+        // read the logits back (in f32, whatever the model's dtype) so the work is done
+        let _ = l.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         Ok(())
     })?;
     let mut rows = vec![row(m, tokens, "forward", fwd, fwd)];
@@ -392,5 +393,29 @@ mod tests {
              64→256 tokens ×16.00 (∝ n^2.00)\n"
         );
         assert_eq!(growth(&rows[3..]), "");
+    }
+
+    #[test]
+    fn every_method_runs_on_a_bf16_model() {
+        let m = random_model("tiny", DType::BF16, &Device::Cpu).unwrap();
+        let methods: Vec<String> = ["gim", "integrated-gradients", "occlusion", "edges"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let rows = bench_model(&m, 8, &methods, 1).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "forward",
+                "gim",
+                "integrated-gradients",
+                "occlusion",
+                "edges"
+            ]
+        );
+        assert!(rows
+            .iter()
+            .all(|r| r.median_ms > 0.0 && r.median_ms.is_finite()));
     }
 }
