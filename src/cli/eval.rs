@@ -20,11 +20,9 @@ pub enum EvalTask {
     Induction,
 }
 
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// Model folder, embedded toy name (toy-ioi) or Hugging Face repo id (org/name[@rev]).
-    #[arg(long)]
-    pub model: String,
+/// Which examples and methods an evaluation runs: the options `gim eval` and `%gim eval` share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalSet {
     /// JSONL, one {"prompt":..,"target":..,"contrast":..} per line (or the toy IOI format:
     /// "clean" as prompt, "io" as target).
     #[arg(long, required_unless_present = "task", conflicts_with = "task")]
@@ -56,6 +54,52 @@ pub struct Args {
     /// Field holding the contrast text, e.g. `s` for the IOI subject (default: contrast_id, else contrast).
     #[arg(long)]
     pub contrast_field: Option<String>,
+    /// Most top-ranked tokens replaced for comprehensiveness.
+    #[arg(long, default_value_t = 50)]
+    pub max_steps: usize,
+}
+
+impl EvalSet {
+    /// The methods (default: every method).
+    pub fn methods(&self) -> Result<Vec<Method>> {
+        methods(&self.methods)
+    }
+
+    /// The examples, read or generated, after `--filter` and `--limit`; never empty.
+    pub fn examples(&self) -> Result<Vec<EvalExample>> {
+        if self.max_steps == 0 {
+            return Err(GimError::input("--max-steps must be at least 1"));
+        }
+        let mut ex = match (&self.data, self.task) {
+            (_, Some(EvalTask::Induction)) => induction_examples(self.n, self.task_seed),
+            (Some(path), None) => read_examples(
+                path,
+                &Fields {
+                    prompt: self.prompt_field.clone(),
+                    target: self.target_field.clone(),
+                    contrast: self.contrast_field.clone(),
+                    filter: filters(&self.filter)?,
+                },
+            )?,
+            (None, None) => return Err(GimError::input("give --data or --task")),
+        };
+        if let Some(n) = self.limit {
+            ex.truncate(n);
+        }
+        if ex.is_empty() {
+            return Err(GimError::input("no examples to evaluate"));
+        }
+        Ok(ex)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model folder, embedded toy name (toy-ioi) or Hugging Face repo id (org/name[@rev]).
+    #[arg(long)]
+    pub model: String,
+    #[command(flatten)]
+    pub set: EvalSet,
     /// Per-example results as JSONL (written as examples finish).
     #[arg(long)]
     pub out: Option<String>,
@@ -68,9 +112,6 @@ pub struct Args {
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Most top-ranked tokens replaced for comprehensiveness.
-    #[arg(long, default_value_t = 50)]
-    pub max_steps: usize,
     /// Patched prompts per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -123,40 +164,14 @@ pub fn filters(v: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn examples(a: &Args) -> Result<Vec<EvalExample>> {
-    let mut ex = match (&a.data, a.task) {
-        (_, Some(EvalTask::Induction)) => induction_examples(a.n, a.task_seed),
-        (Some(path), None) => read_examples(
-            path,
-            &Fields {
-                prompt: a.prompt_field.clone(),
-                target: a.target_field.clone(),
-                contrast: a.contrast_field.clone(),
-                filter: filters(&a.filter)?,
-            },
-        )?,
-        (None, None) => return Err(GimError::input("give --data or --task")),
-    };
-    if let Some(n) = a.limit {
-        ex.truncate(n);
-    }
-    if ex.is_empty() {
-        return Err(GimError::input("no examples to evaluate"));
-    }
-    Ok(ex)
-}
-
 fn create(p: &str) -> Result<std::fs::File> {
     std::fs::File::create(p).map_err(|e| GimError::input(format!("cannot write {p}: {e}")))
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let methods = methods(&a.methods)?;
-    let data = examples(&a)?;
+    let methods = a.set.methods()?;
+    let data = a.set.examples()?;
     let rules = a.rules.rules()?;
-    if a.max_steps == 0 {
-        return Err(GimError::input("--max-steps must be at least 1"));
-    }
     let m = open(&a.model, &a.dtype, &a.device)?;
     let mut proto = AttributeRequest::new(vec![]);
     proto.rules = rules;
@@ -168,7 +183,7 @@ pub fn run(a: Args) -> Result<()> {
         _ => Baseline::Default,
     };
     let opts = FaithfulnessOpts {
-        max_steps: a.max_steps,
+        max_steps: a.set.max_steps,
         batch_size: a.batch_size.max(1),
         ..Default::default()
     };
