@@ -7,7 +7,7 @@ use super::{AttributeRequest, Attribution, Method, Objective, TargetSpec};
 use crate::error::{GimError, Result};
 use crate::loader::LoadedModel;
 use crate::model::backward::Want;
-use crate::model::{Cache, ForwardOpts, GimRules, HookPoint, Positions, Prefix};
+use crate::model::{Cache, ForwardOpts, GimRules, Hook, HookPoint, Positions, Prefix};
 
 /// A request with its target resolved to token ids and positions.
 #[derive(Debug, Clone)]
@@ -270,27 +270,31 @@ fn gradient(
     Ok((g, v, target))
 }
 
-/// Objective values (no gradient) for rows of ids, in chunks.
-fn values(m: &LoadedModel, rows: &[Vec<u32>], p: &Plan, chunk: usize) -> Result<(Vec<f64>, u32)> {
-    let mut out = Vec::with_capacity(rows.len());
-    let mut target = 0;
-    for c in rows.chunks(chunk.max(1)) {
-        crate::interrupt::check()?;
-        let e = m.model.embed_ids(c)?;
-        let mut opts = ForwardOpts {
-            positions: Positions::At(p.positions.clone()),
-            ..Default::default()
-        };
-        let h = m.model.forward_hidden(&e, &mut opts)?;
-        let (v, t) = objective(m, &h, p)?;
-        target = t;
-        out.extend(v.to_dtype(DType::F64)?.to_vec1::<f64>()?);
-    }
-    Ok((out, target))
+/// Objective values (no gradient) of one batch of equally long rows of ids. With a cached
+/// `prefix` the rows are the positions from its offset on; `hooks` see the forward.
+fn values<'a>(
+    m: &LoadedModel,
+    rows: &[Vec<u32>],
+    p: &Plan,
+    prefix: Option<&'a Prefix>,
+    hooks: Option<&'a mut dyn Hook>,
+) -> Result<(Vec<f64>, u32)> {
+    let offset = prefix.map_or(0, |x| x.offset);
+    let mut opts = ForwardOpts {
+        positions: Positions::At(p.positions.iter().map(|&q| q - offset).collect()),
+        hooks,
+        prefix,
+        ..Default::default()
+    };
+    let h = m
+        .model
+        .forward_hidden(&m.model.embed_ids(rows)?, &mut opts)?;
+    let (v, t) = objective(m, &h, p)?;
+    Ok((v.to_dtype(DType::F64)?.to_vec1::<f64>()?, t))
 }
 
 /// How many integrated-gradients steps go through the model at once: up to 16, as many as keep
-/// the traced activations of one batch near 3 GB (a 1B model at 256 tokens: 4 steps; GPT-2 small at
+/// the traced activations of one batch near 3 GB (a 1B model at 256 tokens: 3 steps; GPT-2 small at
 /// 128 tokens: 16). Past a few thousand rows a bigger batch is no faster, only bigger.
 fn ig_chunk(cfg: &crate::model::ModelConfig, tokens: usize, dtype: DType) -> usize {
     // per row and layer: MLP pre/up/post, ~10 residual-width tensors, scores and pattern per head
@@ -308,18 +312,9 @@ fn ig_chunk(cfg: &crate::model::ModelConfig, tokens: usize, dtype: DType) -> usi
 /// before `i`, so a chunk reuses the prompt's own keys and values for the positions before its
 /// first replaced token and runs only the rest: about half the work of full forwards.
 fn occlusion(m: &LoadedModel, p: &Plan, baseline: u32) -> Result<(Vec<f64>, f64, u32)> {
-    let model = &m.model;
-    let n_layers = model.cfg.n_layers;
     let mut cache = Cache::new(|h| matches!(h, HookPoint::K(_) | HookPoint::V(_)));
-    let e = model.embed_ids(std::slice::from_ref(&p.ids))?;
-    let mut opts = ForwardOpts {
-        positions: Positions::At(p.positions.clone()),
-        hooks: Some(&mut cache),
-        ..Default::default()
-    };
-    let h = model.forward_hidden(&e, &mut opts)?;
-    let (v0, t) = objective(m, &h, p)?;
-    let v0: f64 = v0.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
+    let (v0, t) = values(m, std::slice::from_ref(&p.ids), p, None, Some(&mut cache))?;
+    let v0 = v0[0];
     let fixed = Plan {
         targets: p.targets.iter().map(|x| Some(x.unwrap_or(t))).collect(),
         ..p.clone()
@@ -328,12 +323,11 @@ fn occlusion(m: &LoadedModel, p: &Plan, baseline: u32) -> Result<(Vec<f64>, f64,
     let first_read = p.positions.iter().copied().min().unwrap_or(0);
     let n = p.ids.len();
     let mut drops = Vec::with_capacity(n);
-    for c in (0..n).collect::<Vec<_>>().chunks(16) {
+    for start in (0..n).step_by(16) {
         crate::interrupt::check()?;
-        let offset = c[0].min(first_read);
-        let rows: Vec<Vec<u32>> = c
-            .iter()
-            .map(|&i| {
+        let offset = start.min(first_read);
+        let rows: Vec<Vec<u32>> = (start..(start + 16).min(n))
+            .map(|i| {
                 let mut r = p.ids[offset..].to_vec();
                 r[i - offset] = baseline;
                 r
@@ -341,21 +335,10 @@ fn occlusion(m: &LoadedModel, p: &Plan, baseline: u32) -> Result<(Vec<f64>, f64,
             .collect();
         let prefix = match offset {
             0 => None,
-            o => Some(Prefix::from_cache(&cache, n_layers, o)?),
+            o => Some(Prefix::from_cache(&cache, m.model.cfg.n_layers, o)?),
         };
-        let mut opts = ForwardOpts {
-            positions: Positions::At(p.positions.iter().map(|&q| q - offset).collect()),
-            prefix: prefix.as_ref(),
-            ..Default::default()
-        };
-        let h = model.forward_hidden(&model.embed_ids(&rows)?, &mut opts)?;
-        let (v, _) = objective(m, &h, &fixed)?;
-        drops.extend(
-            v.to_dtype(DType::F64)?
-                .to_vec1::<f64>()?
-                .iter()
-                .map(|v| v0 - v),
-        );
+        let (vs, _) = values(m, &rows, &fixed, prefix.as_ref(), None)?;
+        drops.extend(vs.iter().map(|v| v0 - v));
     }
     Ok((drops, v0, t))
 }
@@ -424,7 +407,7 @@ pub fn attribute_with(
             (dot_last(&g, &delta)?, v[0], t)
         }
         Method::IntegratedGradients => {
-            let (v0, t) = values(m, std::slice::from_ref(&p.ids), &p, 1)?;
+            let (v0, t) = values(m, std::slice::from_ref(&p.ids), &p, None, None)?;
             let fixed = Plan {
                 targets: p.targets.iter().map(|x| Some(x.unwrap_or(t))).collect(),
                 ..p.clone()
@@ -460,7 +443,7 @@ pub fn attribute_with(
             occlusion(m, &p, b)?
         }
         Method::Random => {
-            let (v0, t) = values(m, std::slice::from_ref(&p.ids), &p, 1)?;
+            let (v0, t) = values(m, std::slice::from_ref(&p.ids), &p, None, None)?;
             let mut st = req.seed ^ 0x6A09_E667_F3BC_C908;
             let r = (0..p.ids.len())
                 .map(|_| (splitmix(&mut st) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)

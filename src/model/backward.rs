@@ -15,7 +15,7 @@ use super::hooks::{Cache, HookPoint};
 use super::kernels;
 use super::row_kernels;
 use super::rules::GimRules;
-use super::transformer::{lin, norm, position_ids, repeat_kv, Masks, Rope};
+use super::transformer::{lin, norm, position_ids, repeat_kv, Rope};
 use super::weights::{LinearW, NormW};
 use super::{ForwardOpts, Positions, Transformer};
 use crate::error::{GimError, Result};
@@ -161,14 +161,6 @@ impl Transformer {
             )?),
             Positional::Learned => None,
         };
-        let masks = Masks::new(
-            cfg,
-            &positions,
-            t.attention_mask.as_deref(),
-            0,
-            &self.device,
-        )?;
-        let _ = masks.for_layer(0);
         let n = cfg.n_layers;
         let mut q_in = Vec::new();
         let mut k_in = Vec::new();
@@ -295,7 +287,13 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
             Some(_) => (1.0, cfg.attn_scale),
             None => (cfg.attn_scale, 1.0),
         };
-        let d_scores = softmax_bwd(scores, pattern, &d_pattern, self.rules.temperature(), inner)?;
+        let d_scores = super::ops::tempered_softmax_bwd(
+            scores,
+            pattern,
+            &d_pattern,
+            self.rules.temperature(),
+            inner,
+        )?;
         let d_scores = match cfg.attn_softcap {
             Some(c) => {
                 let t = (scores.to_dtype(DType::F32.max_with(scores.dtype()))? / c)?
@@ -407,12 +405,7 @@ fn lin_bwd(dy: &Tensor, l: &LinearW) -> Result<Tensor> {
 /// Backward of [`norm`]; `freeze` treats the statistic as a constant (the GIM rule). `x` may
 /// broadcast against `dy` (one residual stream read by several heads).
 fn norm_bwd(cfg: &ModelConfig, w: &NormW, x: &Tensor, dy: &Tensor, freeze: bool) -> Result<Tensor> {
-    let spec = row_kernels::NormSpec {
-        rms: matches!(cfg.norm, NormKind::RmsNorm),
-        eps: cfg.norm_eps,
-        one_plus: cfg.norm_one_plus,
-        freeze,
-    };
+    let spec = row_kernels::NormSpec::of(cfg, freeze);
     if let Some(dx) = row_kernels::norm_bwd(spec, x, dy, &w.w)? {
         return Ok(dx);
     }
@@ -456,30 +449,4 @@ fn norm_bwd(cfg: &ModelConfig, w: &NormW, x: &Tensor, dy: &Tensor, freeze: bool)
         }
     };
     Ok(dx.to_dtype(dtype)?)
-}
-
-/// The tempered softmax backward times `scale`: `scale · s_T (g − Σ g s_T)` with
-/// `s_T = softmax(x / T)`.
-fn softmax_bwd(
-    scores: &Tensor,
-    pattern: &Tensor,
-    g: &Tensor,
-    temperature: f64,
-    scale: f64,
-) -> Result<Tensor> {
-    let dtype = g.dtype();
-    let ft = DType::F32.max_with(dtype);
-    let s = if temperature == 1.0 {
-        pattern.to_dtype(ft)?
-    } else {
-        super::ops::softmax_last_dim(&(scores.to_dtype(ft)? / temperature)?)?
-    };
-    let g = g.to_dtype(ft)?;
-    if let Some(d) = row_kernels::softmax_bwd(&s, &g, scale)? {
-        return Ok(d.to_dtype(dtype)?);
-    }
-    let dot = (&g * &s)?.sum_keepdim(D::Minus1)?;
-    let d = (s * g.broadcast_sub(&dot)?)?;
-    let d = if scale == 1.0 { d } else { (d * scale)? };
-    Ok(d.to_dtype(dtype)?)
 }

@@ -138,6 +138,31 @@ pub(super) fn has_avx2() -> bool {
     }
 }
 
+/// Whether the CPU f32 fast paths apply to a tensor: f32, on the CPU, not tracked by autograd.
+pub(super) fn fast_path(t: &Tensor) -> bool {
+    t.dtype() == DType::F32 && t.device().is_cpu() && !t.track_op()
+}
+
+/// Runs `f` on the f32 data of contiguous CPU tensors, read in place; `None` if one is not f32
+/// CPU storage.
+pub(super) fn with_f32<R>(
+    ts: &[Tensor],
+    f: impl FnOnce(&[&[f32]]) -> R,
+) -> candle_core::Result<Option<R>> {
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices: Vec<&[f32]> = Vec::with_capacity(ts.len());
+    for ((storage, layout), t) in guards.iter().zip(ts) {
+        match &**storage {
+            Storage::Cpu(CpuStorage::F32(v)) => {
+                let o = layout.start_offset();
+                slices.push(&v[o..o + t.elem_count()]);
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(f(&slices)))
+}
+
 /// `out_k[i] = f(in_0[i], in_1[i], …)[k]` over same-shaped f32 CPU tensors that autograd does not
 /// track, read in place and split over the rayon threads. `None` where the fast path does not
 /// apply (other dtype or device, tracked tensors, shape mismatch): the caller composes tensor ops.
@@ -146,53 +171,45 @@ fn fused<const I: usize, const O: usize>(
     f: impl Fn([f32; I]) -> [f32; O] + Sync,
 ) -> Result<Option<[Tensor; O]>> {
     let shape = ins[0].shape();
-    if ins.iter().any(|t| {
-        t.dtype() != DType::F32 || !t.device().is_cpu() || t.track_op() || t.shape() != shape
-    }) {
+    if ins.iter().any(|t| !fast_path(t) || t.shape() != shape) {
         return Ok(None);
     }
     let ins: Vec<Tensor> = ins
         .iter()
         .map(|t| t.contiguous())
         .collect::<candle_core::Result<_>>()?;
-    let guards: Vec<_> = ins.iter().map(|t| t.storage_and_layout()).collect();
     let n = shape.elem_count();
-    let mut slices: Vec<&[f32]> = Vec::with_capacity(I);
-    for (storage, layout) in &guards {
-        match &**storage {
-            Storage::Cpu(CpuStorage::F32(v)) => {
-                let o = layout.start_offset();
-                slices.push(&v[o..o + n]);
-            }
-            _ => return Ok(None),
-        }
-    }
-    let mut outs: [Vec<f32>; O] = std::array::from_fn(|_| vec![0f32; n]);
-    // per chunk: its index and its slice of each output
-    let mut chunks: Vec<(usize, [&mut [f32]; O])> = Vec::new();
-    {
-        let mut iters: Vec<_> = outs.iter_mut().map(|o| o.chunks_mut(CHUNK)).collect();
-        for c in 0..n.div_ceil(CHUNK) {
-            let parts: Vec<&mut [f32]> = iters.iter_mut().filter_map(|it| it.next()).collect();
-            if let Ok(parts) = <[&mut [f32]; O]>::try_from(parts) {
-                chunks.push((c, parts));
+    let outs = with_f32(&ins, |slices| {
+        let mut outs: [Vec<f32>; O] = std::array::from_fn(|_| vec![0f32; n]);
+        // per chunk: its index and its slice of each output
+        let mut chunks: Vec<(usize, [&mut [f32]; O])> = Vec::new();
+        {
+            let mut iters: Vec<_> = outs.iter_mut().map(|o| o.chunks_mut(CHUNK)).collect();
+            for c in 0..n.div_ceil(CHUNK) {
+                let parts: Vec<&mut [f32]> = iters.iter_mut().filter_map(|it| it.next()).collect();
+                if let Ok(parts) = <[&mut [f32]; O]>::try_from(parts) {
+                    chunks.push((c, parts));
+                }
             }
         }
-    }
-    let avx2 = has_avx2();
-    chunks.into_par_iter().for_each(|(c, os)| {
-        let lo = c * CHUNK;
-        let ins: [&[f32]; I] = std::array::from_fn(|k| &slices[k][lo..]);
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: the CPU supports avx2 and fma (checked at run time).
-            unsafe { pass_avx2(ins, os, &f) };
-            return;
-        }
-        let _ = avx2;
-        pass(ins, os, &f);
-    });
-    drop(guards);
+        let avx2 = has_avx2();
+        chunks.into_par_iter().for_each(|(c, os)| {
+            let lo = c * CHUNK;
+            let ins: [&[f32]; I] = std::array::from_fn(|k| &slices[k][lo..]);
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU supports avx2 and fma (checked at run time).
+                unsafe { pass_avx2(ins, os, &f) };
+                return;
+            }
+            let _ = avx2;
+            pass(ins, os, &f);
+        });
+        outs
+    })?;
+    let Some(outs) = outs else {
+        return Ok(None);
+    };
     let tensors = outs
         .into_iter()
         .map(|v| Tensor::from_vec(v, shape, &Device::Cpu))

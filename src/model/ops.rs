@@ -139,18 +139,10 @@ impl CustomOp2 for Attach {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         match &self.0 {
-            Attached::TemperedSoftmax { temperature } => {
-                let dtype = grad.dtype();
-                let g = grad.to_dtype(DType::F32.max_precision(dtype))?;
-                let s = if *temperature == 1.0 {
-                    res.to_dtype(g.dtype())?
-                } else {
-                    softmax_last_dim(&x.to_dtype(g.dtype())?.affine(1.0 / temperature, 0.0)?)?
-                };
-                let dot = (&g * &s)?.sum_keepdim(D::Minus1)?;
-                let gx = (s * g.broadcast_sub(&dot)?)?;
-                Ok((Some(gx.to_dtype(dtype)?), None))
-            }
+            Attached::TemperedSoftmax { temperature } => Ok((
+                Some(tempered_softmax_bwd(x, res, grad, *temperature, 1.0)?),
+                None,
+            )),
             Attached::ConstLinear { weight } => Ok((Some(input_grad(grad, weight)?), None)),
         }
     }
@@ -211,6 +203,33 @@ pub fn tempered_softmax(x: &Tensor, temperature: f64) -> Result<Tensor> {
     let s = softmax_last_dim(&xf.detach())?;
     let y = xf.apply_op2(&s, Attach(Attached::TemperedSoftmax { temperature }))?;
     y.to_dtype(dtype)
+}
+
+/// The tempered softmax backward times `scale`: `scale · s_T (g − Σ g s_T)` with
+/// `s_T = softmax(x / T)` (the forward's probabilities `probs` when `T` = 1), computed in f32 (f64
+/// for f64 gradients). Both engines' backward go through here.
+pub fn tempered_softmax_bwd(
+    x: &Tensor,
+    probs: &Tensor,
+    g: &Tensor,
+    temperature: f64,
+    scale: f64,
+) -> Result<Tensor> {
+    let dtype = g.dtype();
+    let ft = DType::F32.max_precision(dtype);
+    let s = if temperature == 1.0 {
+        probs.to_dtype(ft)?
+    } else {
+        softmax_last_dim(&(x.to_dtype(ft)? / temperature)?)?
+    };
+    let g = g.to_dtype(ft)?;
+    if let Some(d) = super::row_kernels::softmax_bwd(&s, &g, scale)? {
+        return d.to_dtype(dtype);
+    }
+    let dot = (&g * &s)?.sum_keepdim(D::Minus1)?;
+    let d = (s * g.broadcast_sub(&dot)?)?;
+    let d = if scale == 1.0 { d } else { (d * scale)? };
+    d.to_dtype(dtype)
 }
 
 /// `x @ wᵀ + b` (w: `[out, in]`). With a constant (non-`Var`) weight the backward computes only

@@ -9,10 +9,11 @@
 //! tensors, unexpected shapes) returns `None` and the caller composes candle ops; the explicit
 //! backward's tests against autograd and the float64 fixtures cover both paths.
 
-use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{exp_f32, has_avx2, CHUNK};
+use super::config::{ModelConfig, NormKind};
+use super::kernels::{exp_f32, fast_path, has_avx2, with_f32, CHUNK};
 use candle_core::Result;
 
 /// How an input's rows line up with the output's rows.
@@ -101,11 +102,6 @@ unsafe fn each_row_avx2<const I: usize>(
     each_row(ins, first_row, out, d, f)
 }
 
-/// A tensor's f32 CPU storage if the fast path applies to it.
-fn usable(t: &Tensor) -> bool {
-    t.dtype() == DType::F32 && t.device().is_cpu() && !t.track_op()
-}
-
 /// Output `[like]`'s shape, rows of its last dimension `d`; `f` fills each output row from the
 /// matching rows of the inputs. `None` where the fast path does not apply.
 fn rowwise<const I: usize>(
@@ -120,7 +116,7 @@ fn rowwise<const I: usize>(
     };
     let n = shape.elem_count();
     let rows = n / d;
-    if ins.iter().any(|(t, _)| !usable(t)) || !usable(like) {
+    if ins.iter().any(|(t, _)| !fast_path(t)) || !fast_path(like) {
         return Ok(None);
     }
     for (t, how) in &ins {
@@ -134,42 +130,35 @@ fn rowwise<const I: usize>(
             return Ok(None);
         }
     }
-    let ins: Vec<(Tensor, Rows)> = ins
+    let how: [Rows; I] = ins.map(|(_, how)| how);
+    let ins: Vec<Tensor> = ins
         .iter()
-        .map(|(t, how)| Ok((t.contiguous()?, *how)))
+        .map(|(t, _)| t.contiguous())
         .collect::<Result<_>>()?;
-    let guards: Vec<_> = ins.iter().map(|(t, _)| t.storage_and_layout()).collect();
-    let mut slices: Vec<(&[f32], Rows)> = Vec::with_capacity(I);
-    for ((storage, layout), (t, how)) in guards.iter().zip(&ins) {
-        match &**storage {
-            Storage::Cpu(CpuStorage::F32(v)) => {
-                let o = layout.start_offset();
-                slices.push((&v[o..o + t.elem_count()], *how));
-            }
-            _ => return Ok(None),
-        }
+    let out = with_f32(&ins, |slices| {
+        let slices: [(&[f32], Rows); I] = std::array::from_fn(|k| (slices[k], how[k]));
+        let mut out = vec![0f32; n];
+        let per_task = (CHUNK / d).max(1);
+        let avx2 = has_avx2();
+        out.par_chunks_mut(per_task * d)
+            .enumerate()
+            .for_each(|(c, o)| {
+                let first = c * per_task;
+                #[cfg(target_arch = "x86_64")]
+                if avx2 {
+                    // SAFETY: the CPU supports avx2 and fma (checked at run time).
+                    unsafe { each_row_avx2(&slices, first, o, d, &f) };
+                    return;
+                }
+                let _ = avx2;
+                each_row(&slices, first, o, d, &f);
+            });
+        out
+    })?;
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, shape, &Device::Cpu)?)),
+        None => Ok(None),
     }
-    let Ok(slices) = <[(&[f32], Rows); I]>::try_from(slices) else {
-        return Ok(None);
-    };
-    let mut out = vec![0f32; n];
-    let per_task = (CHUNK / d).max(1);
-    let avx2 = has_avx2();
-    out.par_chunks_mut(per_task * d)
-        .enumerate()
-        .for_each(|(c, o)| {
-            let first = c * per_task;
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: the CPU supports avx2 and fma (checked at run time).
-                unsafe { each_row_avx2(&slices, first, o, d, &f) };
-                return;
-            }
-            let _ = avx2;
-            each_row(&slices, first, o, d, &f);
-        });
-    drop(guards);
-    Ok(Some(Tensor::from_vec(out, shape, &Device::Cpu)?))
 }
 
 /// What a norm computes.
@@ -182,6 +171,18 @@ pub(crate) struct NormSpec {
     pub one_plus: bool,
     /// the GIM rule: the statistic is a constant in the backward
     pub freeze: bool,
+}
+
+impl NormSpec {
+    /// The model's norm, with the statistic frozen or not.
+    pub(crate) fn of(cfg: &ModelConfig, freeze: bool) -> Self {
+        NormSpec {
+            rms: matches!(cfg.norm, NormKind::RmsNorm),
+            eps: cfg.norm_eps,
+            one_plus: cfg.norm_one_plus,
+            freeze,
+        }
+    }
 }
 
 /// Mean and `1/sqrt(var + eps)` of a row (mean 0 and the mean square for RMSNorm).
@@ -317,7 +318,7 @@ pub(crate) fn softmax_bwd(s: &Tensor, g: &Tensor, scale: f64) -> Result<Option<T
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::D;
+    use candle_core::{DType, D};
 
     fn t(v: Vec<f32>, shape: &[usize]) -> Tensor {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()

@@ -481,12 +481,7 @@ impl Rope {
 /// LayerNorm / RMSNorm over the last dim, statistics in f32; `freeze` detaches the statistic.
 pub(crate) fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Result<Tensor> {
     // one fused pass for f32 CPU tensors autograd does not track (`freeze` only matters to autograd)
-    let spec = row_kernels::NormSpec {
-        rms: matches!(cfg.norm, NormKind::RmsNorm),
-        eps: cfg.norm_eps,
-        one_plus: cfg.norm_one_plus,
-        freeze,
-    };
+    let spec = row_kernels::NormSpec::of(cfg, freeze);
     let bias = match cfg.norm {
         NormKind::LayerNorm => w.b.as_ref(),
         NormKind::RmsNorm => None,
