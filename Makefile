@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BIN := target/release/gim
 export RAYON_NUM_THREADS ?= 2
 
-.PHONY: all build venv test cargo-test kernel-test kernel-install notebook-test screenshot-test demo clean \
+.PHONY: all build venv test cargo-test kernel-test kernel-install notebook-test screenshot-test lab-test demo clean \
 	venv-torch check-transformers bench-torch bench-ig
 
 all: build
@@ -46,7 +46,15 @@ screenshot-test: notebook-test
 	tools/ensure_chromium.sh
 	$(PY) tools/screenshot_check.py out/test-notebooks out/screenshots
 
-test: cargo-test kernel-test notebook-test screenshot-test
+# Run the quickstart's magics in a real JupyterLab (the venv's, on 127.0.0.1 with a random token),
+# driven by Debian's headless Chromium through selenium, and check what it really displays:
+# pictures with a real size, readable text, help as Markdown, no JSON tree, no error; Tab
+# completion; the toolbar's interrupt button. Screenshots of every step go to out/lab.
+lab-test: kernel-install
+	tools/ensure_chromium.sh
+	cd tests/browser && $(CURDIR)/$(PY) -m pytest -v -s -p no:cacheprovider . --shots $(CURDIR)/out/lab
+
+test: cargo-test kernel-test notebook-test screenshot-test lab-test
 
 # Build everything, install the kernel into the project's venv, run the notebooks headless on the
 # embedded toy models, and write executed .ipynb + .html under out/demo.

@@ -36,3 +36,12 @@ impl GimError {
 macro_rules! bail_input {
     ($($arg:tt)*) => { return Err($crate::error::GimError::Input(format!($($arg)*))) };
 }
+
+/// The text of a caught panic (`std::panic::catch_unwind`'s payload).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}

@@ -4,16 +4,19 @@
 
 pub mod attribution;
 pub mod bench;
+pub mod chat;
 pub mod circuit;
 pub mod cli;
 pub mod error;
 pub mod eval;
+pub mod generate;
 pub mod interrupt;
 pub mod kernel;
 pub mod loader;
 pub mod model;
 pub mod render;
 pub mod session;
+pub mod text;
 pub mod tokenizer;
 pub mod train;
 

@@ -314,13 +314,16 @@ fn eval_magic_shows_table_chart_and_json() {
         "text/html",
         "image/png",
         "image/svg+xml",
-        "application/json",
+        gim::session::RESULT_MIME,
     ] {
         assert!(b.data.contains_key(k), "{k}");
     }
     assert!(b.plain().contains("sufficiency"));
-    assert_eq!(b.data["application/json"]["n_done"], 2);
-    assert_eq!(b.data["application/json"]["summary"][1]["method"], "random");
+    assert_eq!(b.data[gim::session::RESULT_MIME]["n_done"], 2);
+    assert_eq!(
+        b.data[gim::session::RESULT_MIME]["summary"][1]["method"],
+        "random"
+    );
     let e = s
         .run_magic("eval --data /nonexistent.jsonl", &mut out)
         .err()

@@ -504,7 +504,7 @@ fn bundles_carry_every_mime_type() {
         None,
         Some(serde_json::json!({"a": 1})),
     );
-    assert_eq!(b.data["application/json"]["a"], 1);
+    assert_eq!(b.data[gim::session::RESULT_MIME]["a"], 1);
     assert!(!b.data.contains_key("text/html"));
 }
 
@@ -529,7 +529,7 @@ fn attribution_prints_evcxr_blocks() {
         note: None,
     };
     let b = attribution_bundle(&a);
-    assert_eq!(b.data["application/json"]["target"], " Paris");
+    assert_eq!(b.data[gim::session::RESULT_MIME]["target"], " Paris");
     assert!(b.data.contains_key("image/png") && b.data.contains_key("text/html"));
     let s = a.evcxr_content();
     assert!(s.starts_with("EVCXR_BEGIN_CONTENT text/html\n<div"));

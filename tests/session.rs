@@ -39,7 +39,7 @@ fn load_attribute_compare_and_friends() {
     assert_eq!(s.current.as_deref(), Some("tiny"));
     let b = run(&mut s, "attribute \"When Mary and John went to the store\" --target \" Mary\" --contrast \" John\" --as a1");
     assert!(b.data.contains_key("text/html"));
-    let j = &b.data["application/json"];
+    let j = &b.data[gim::session::RESULT_MIME];
     assert_eq!(j["method"], "gim");
     assert_eq!(j["contrast"], " John");
     assert_eq!(j["attributions"].as_array().unwrap().len(), 12);
@@ -54,7 +54,7 @@ fn load_attribute_compare_and_friends() {
         ),
     );
     let err = rel_err(
-        &f64s(&b.data["application/json"]["attributions"]),
+        &f64s(&b.data[gim::session::RESULT_MIME]["attributions"]),
         &f64s(&case["attributions"]["gim"]),
     );
     assert!(err < 1e-4, "{err}");
@@ -68,7 +68,7 @@ fn load_attribute_compare_and_friends() {
         ),
     );
     let err = rel_err(
-        &f64s(&b.data["application/json"]["attributions"]),
+        &f64s(&b.data[gim::session::RESULT_MIME]["attributions"]),
         &f64s(&case["attributions"]["plain"]),
     );
     assert!(err < 1e-4, "{err}");
@@ -77,11 +77,17 @@ fn load_attribute_compare_and_friends() {
         &mut s,
         "compare \"Paris is the capital\" --methods gim,gradient,occlusion",
     );
-    assert_eq!(b.data["application/json"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        b.data[gim::session::RESULT_MIME].as_array().unwrap().len(),
+        3
+    );
     let b = run(&mut s, "tokens \"Paris is the capital\"");
     assert!(b.plain().starts_with("6 tokens"));
     let b = run(&mut s, "top \"Paris is the capital\" -k 3");
-    let rows = b.data["application/json"].as_array().unwrap().clone();
+    let rows = b.data[gim::session::RESULT_MIME]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(rows.len(), 3);
     assert_eq!(
         rows[0]["id"],
@@ -173,4 +179,124 @@ fn help_completion_and_inspection() {
     assert!(s.inspect("use q3", 5).unwrap().plain().contains("qwen3"));
     let d = run(&mut s, "demo");
     assert!(d.data.contains_key("text/html"));
+}
+
+/// Every bundle a magic shows, result or display, in the order shown.
+fn shown(s: &mut Session, line: &str) -> Vec<gim::session::MimeBundle> {
+    let mut out = Recorder::default();
+    let r = s
+        .run_magic(line, &mut out)
+        .unwrap_or_else(|e| panic!("{line}: {}", e.message));
+    // (updates included; an update may blank a progress line, so it may have no text)
+    let mut all: Vec<_> = out.displays.into_iter().map(|(b, _)| b).collect();
+    all.extend(r);
+    for (b, _) in out.updates {
+        assert!(!b.data.contains_key("application/json"), "{line}: update");
+    }
+    all
+}
+
+#[test]
+fn no_bundle_carries_plain_json_that_jupyterlab_would_show_as_a_tree() {
+    // JupyterLab ranks application/json above every other type: a bundle carrying it is shown
+    // as a collapsible JSON tree instead of its picture. Results travel as a vendor type.
+    let mut s = Session::new();
+    let p = "When Mary and John went to the store , John gave a drink to";
+    let lines = [
+        "load toy-ioi".to_string(),
+        "models".into(),
+        "config".into(),
+        "info".into(),
+        "help".into(),
+        "help attribute".into(),
+        "demo".into(),
+        format!("tokens \"{p}\""),
+        format!("top \"{p}\" -k 3"),
+        format!("attribute \"{p}\" --target \" Mary\" --contrast \" John\" --as a"),
+        format!("compare \"{p}\" --target \" Mary\" --methods gim,gradient"),
+        format!("heads --clean \"{p}\" --corrupt \"When Mary and John went to the store , Kate gave a drink to\" --target \" Mary\" --foil \" John\""),
+    ];
+    let mut results = 0;
+    for l in &lines {
+        for b in shown(&mut s, l) {
+            assert!(
+                !b.data.contains_key("application/json"),
+                "{l}: carries application/json"
+            );
+            assert!(!b.plain().is_empty(), "{l}: no text/plain");
+            results += b.result().is_some() as usize;
+        }
+    }
+    assert!(
+        results >= 6,
+        "results kept under the vendor type: {results}"
+    );
+    // `--as` and export read the vendor-typed result
+    assert!(s.vars["a"]["target"].as_str().unwrap().contains("Mary"));
+}
+
+#[test]
+fn help_is_markdown_with_one_line_per_magic() {
+    let mut s = Session::new();
+    let b = run(&mut s, "help");
+    let md = b.data["text/markdown"].as_str().unwrap();
+    assert!(
+        !md.contains("```"),
+        "the summary is prose, not a code block: {md}"
+    );
+    let names: Vec<&str> = gim::session::magics::all().iter().map(|m| m.name).collect();
+    for n in &names {
+        let line = format!("- `{n}` — ");
+        assert_eq!(md.matches(&line).count(), 1, "{n}: {md}");
+    }
+    assert_eq!(
+        md.lines().filter(|l| l.starts_with("- `")).count(),
+        names.len()
+    );
+    let b = run(&mut s, "help attribute");
+    let md = b.data["text/markdown"].as_str().unwrap();
+    assert!(md.starts_with("### `%gim attribute`"), "{md}");
+    assert!(md.contains("- `--target <TARGET>` — "), "{md}");
+    assert!(b.plain().contains("--target"));
+}
+
+#[test]
+fn completion_and_inspection_take_any_text_at_any_cursor() {
+    let corpus: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/hostile_corpus.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut s = Session::new();
+    run(&mut s, "load toy-ioi");
+    let mut n = 0;
+    for c in &corpus {
+        for line in [
+            format!("load {c}"),
+            c.to_string(),
+            format!("attribute \"{c}\" --method {c}"),
+        ] {
+            // every byte offset, boundaries or not: the session must clamp, never slice mid-char
+            let step = (line.len() / 200).max(1);
+            for cur in (0..=line.len() + 2).step_by(step) {
+                let comp = s.complete(&line, cur);
+                assert!(comp.cursor_start <= comp.cursor_end && comp.cursor_end <= line.len());
+                assert!(line.is_char_boundary(comp.cursor_start));
+                let _ = s.inspect(&line, cur);
+                n += 1;
+            }
+            let mut out = Recorder::default();
+            if let Err(e) = s.run_magic(&line, &mut out) {
+                assert!(!e.message.contains('\n'), "{line}: {}", e.message);
+            }
+        }
+    }
+    assert!(n > 3000, "{n}");
+    assert!(s.models.contains_key("toy-ioi"));
+    // the case from the report: a no-break space then a letter after `load`
+    let c = s.complete("load\u{a0}t", "load\u{a0}t".len());
+    assert_eq!(c.cursor_start, "load\u{a0}".len());
 }

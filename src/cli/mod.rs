@@ -4,6 +4,7 @@ pub mod attribute;
 pub mod bench;
 pub mod circuit;
 pub mod eval;
+pub mod generate;
 mod kernel;
 pub mod logits;
 mod repl;
@@ -23,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Last-position logits of a prompt (parity checks, quick looks).
     Logits(logits::Args),
+    /// Greedy continuation of a prompt (deterministic, key/value cache).
+    Generate(generate::Args),
     /// Token attributions with GIM or a comparison method.
     Attribute(attribute::Args),
     /// Benchmark forward passes and attribution methods on random-weight models.
@@ -44,6 +47,7 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Logits(a) => logits::run(a).map_err(anyhow::Error::from),
+        Command::Generate(a) => generate::run(a).map_err(anyhow::Error::from),
         Command::Attribute(a) => attribute::run(a).map_err(anyhow::Error::from),
         Command::Bench(a) => bench::run(a).map_err(anyhow::Error::from),
         Command::Eval(a) => eval::run(a).map_err(anyhow::Error::from),

@@ -34,6 +34,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dir: args.out,
         written: 0,
         interrupt,
+        last: None,
+        open_line: false,
     };
     println!(
         "gim {} — `help` lists the magics, Ctrl-D quits.",
@@ -56,10 +58,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         let command = cells::magic_command(trimmed).unwrap_or(trimmed);
         out.interrupt.store(false, Ordering::SeqCst);
-        match session.run_magic(command, &mut out) {
-            Ok(Some(bundle)) => out.show(&bundle),
-            Ok(None) => {}
-            Err(e) => {
+        // A panic in a magic is reported and the session (models, settings, results) kept.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            session.run_magic(command, &mut out)
+        }));
+        out.end_line();
+        match ran {
+            Err(panic) => eprintln!(
+                "error: internal error: {}; the session is kept",
+                crate::error::panic_message(&*panic)
+            ),
+            Ok(Ok(Some(bundle))) => out.show(&bundle),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
                 eprintln!("error: {}", e.message);
                 if !e.usage.is_empty() {
                     eprintln!("usage: {}", e.usage);
@@ -78,9 +89,20 @@ struct TerminalOutput {
     dir: PathBuf,
     written: usize,
     interrupt: Arc<AtomicBool>,
+    /// The last display with an id and its text (updates that extend it print the difference).
+    last: Option<(String, String)>,
+    open_line: bool,
 }
 
 impl TerminalOutput {
+    /// Finish a line left open by a growing display.
+    fn end_line(&mut self) {
+        if self.open_line {
+            println!();
+            self.open_line = false;
+        }
+    }
+
     fn show(&mut self, bundle: &MimeBundle) {
         let text = bundle.plain();
         if !text.is_empty() {
@@ -134,11 +156,32 @@ impl Output for TerminalOutput {
             print!("{text}");
         }
     }
-    fn display(&mut self, bundle: MimeBundle, _display_id: Option<&str>) {
+    fn display(&mut self, bundle: MimeBundle, display_id: Option<&str>) {
+        self.end_line();
         self.show(&bundle);
+        self.last = display_id.map(|id| (id.to_string(), bundle.plain().to_string()));
     }
-    fn update_display(&mut self, bundle: MimeBundle, _display_id: &str) {
-        self.show(&bundle);
+    fn update_display(&mut self, bundle: MimeBundle, display_id: &str) {
+        // A display that only grows (generation) prints what it gained, on the same line.
+        let text = bundle.plain().to_string();
+        let grown = match &self.last {
+            Some((id, old)) if id == display_id => {
+                text.strip_prefix(old.as_str()).map(str::to_string)
+            }
+            _ => None,
+        };
+        match grown {
+            Some(new) => {
+                print!("{new}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                self.open_line = true;
+            }
+            None => {
+                self.end_line();
+                self.show(&bundle);
+            }
+        }
+        self.last = Some((display_id.to_string(), text));
     }
     fn interrupted(&self) -> bool {
         self.interrupt.load(Ordering::SeqCst)
@@ -182,6 +225,8 @@ mod tests {
             dir: dir.clone(),
             written: 0,
             interrupt,
+            last: None,
+            open_line: false,
         };
         let bundle = MimeBundle::text("a picture")
             .with("image/svg+xml", "<svg xmlns='http://www.w3.org/2000/svg'/>")

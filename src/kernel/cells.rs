@@ -5,6 +5,8 @@
 //! command too). Otherwise every line starting with `%gim` is a magic and the lines between
 //! magics are Rust, evaluated in order.
 
+use crate::text::floor_char_boundary;
+
 /// One piece of a cell, in execution order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Piece {
@@ -176,13 +178,6 @@ pub fn char_to_byte(s: &str, chars: usize) -> usize {
 pub fn byte_to_char(s: &str, byte: usize) -> usize {
     let b = floor_char_boundary(s, byte.min(s.len()));
     s[..b].chars().count()
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 /// Whether a cell is complete (`"complete"`), needs more lines (`"incomplete"`, with an

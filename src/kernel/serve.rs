@@ -20,6 +20,7 @@ use super::cells::{self, CursorTarget, Piece};
 use super::connection::{self, ConnectionInfo, Sockets};
 use super::message::{Message, Signer, PROTOCOL_VERSION};
 use super::rust::{CellError, RustEngine, RustInterrupt, EVALUATOR_DIED};
+use crate::error::panic_message;
 use crate::session::{MagicError, MimeBundle, Output, Session};
 
 /// How long the main loop sleeps in `poll` before checking the SIGINT flag.
@@ -139,7 +140,7 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
         }
         if control_ready {
             if let Some(msg) = recv(&control, &signer, "control") {
-                if handle_control(&shared, &control, &signer, msg) {
+                if guarded_control(&shared, &control, &signer, msg) {
                     break;
                 }
             }
@@ -147,7 +148,7 @@ pub fn run(info: &ConnectionInfo) -> anyhow::Result<()> {
         if shell_ready {
             if let Some(msg) = recv(&shell, &signer, "shell") {
                 if msg.msg_type() == "shutdown_request" {
-                    if handle_control(&shared, &shell, &signer, msg) {
+                    if guarded_control(&shared, &shell, &signer, msg) {
                         break;
                     }
                 } else if job_tx.send(Job { msg }).is_err() {
@@ -191,6 +192,21 @@ fn interrupt(shared: &Shared) {
     // long library loops (IG steps, patching sweeps, eval) poll this flag between steps
     crate::interrupt::request();
     shared.rust.interrupt();
+}
+
+/// [`handle_control`] under a panic guard: a panic is logged and the kernel keeps serving.
+fn guarded_control(shared: &Shared, socket: &zmq::Socket, signer: &Signer, msg: Message) -> bool {
+    let kind = msg.msg_type().to_string();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handle_control(shared, socket, signer, msg)
+    }))
+    .unwrap_or_else(|panic| {
+        eprintln!(
+            "gim kernel: internal error while handling {kind}: {}",
+            panic_message(&*panic)
+        );
+        false
+    })
 }
 
 /// Answer a control-channel request (or a shutdown on shell). Returns true to shut down.
@@ -348,7 +364,13 @@ impl Worker {
             };
             let msg = job.msg;
             self.shared.status(&msg, "busy");
-            self.handle(&msg);
+            // No request may take the kernel down: a panic in any handler becomes an error
+            // reply, and the session (models, settings, results) stays as it was.
+            let handled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(&msg)));
+            if let Err(panic) = handled {
+                self.reply_after_panic(&msg, &panic_message(&*panic));
+            }
             self.shared.status(&msg, "idle");
             for job in std::mem::take(&mut self.aborted) {
                 self.shared.status(&job.msg, "busy");
@@ -373,8 +395,66 @@ impl Worker {
         }
     }
 
+    /// The error reply for a request whose handler panicked.
+    fn reply_after_panic(&self, msg: &Message, what: &str) {
+        let evalue = format!(
+            "internal error while handling {}: {what}; the kernel and its loaded models are kept",
+            msg.msg_type()
+        );
+        eprintln!("gim kernel: {evalue}");
+        let err = json!({ "status": "error", "ename": "InternalError", "evalue": evalue, "traceback": [evalue] });
+        match msg.msg_type() {
+            "execute_request" => {
+                if !msg.content_bool("silent", false) {
+                    self.shared.publish(
+                        msg,
+                        "error",
+                        json!({ "ename": "InternalError", "evalue": evalue, "traceback": [evalue] }),
+                    );
+                }
+                let mut c = err;
+                c["execution_count"] = json!(self.execution_count);
+                c["user_expressions"] = json!({});
+                self.reply(msg, "execute_reply", c);
+            }
+            "complete_request" => {
+                let mut c = err;
+                c["matches"] = json!([]);
+                c["cursor_start"] = msg.content.get("cursor_pos").cloned().unwrap_or(json!(0));
+                c["cursor_end"] = c["cursor_start"].clone();
+                c["metadata"] = json!({});
+                self.reply(msg, "complete_reply", c);
+            }
+            "inspect_request" => {
+                let mut c = err;
+                c["found"] = json!(false);
+                c["data"] = json!({});
+                c["metadata"] = json!({});
+                self.reply(msg, "inspect_reply", c);
+            }
+            "is_complete_request" => {
+                self.reply(msg, "is_complete_reply", json!({ "status": "unknown" }))
+            }
+            "history_request" => {
+                let mut c = err;
+                c["history"] = json!([]);
+                self.reply(msg, "history_reply", c);
+            }
+            "kernel_info_request" => self.reply(msg, "kernel_info_reply", kernel_info()),
+            "comm_info_request" => self.reply(
+                msg,
+                "comm_info_reply",
+                json!({ "status": "ok", "comms": {} }),
+            ),
+            _ => {}
+        }
+    }
+
     /// Handle one request.
     fn handle(&mut self, msg: &Message) {
+        if fault_injection() && msg.content_str("code").contains(PANIC_PROBE) {
+            panic!("fault injection in {}", msg.msg_type());
+        }
         match msg.msg_type() {
             "execute_request" => self.execute(msg),
             "kernel_info_request" => self.reply(msg, "kernel_info_reply", kernel_info()),
@@ -587,16 +667,19 @@ impl Worker {
         let mut deadline: Option<Instant> = None;
         loop {
             match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(Ok(r)) => return r.map_err(magic_error),
+                Ok(Ok(r)) => {
+                    return r.map_err(|e| {
+                        if self.shared.interrupt.load(Ordering::SeqCst) {
+                            CellError::interrupted(&e.message)
+                        } else {
+                            magic_error(e)
+                        }
+                    })
+                }
                 Ok(Err(panic)) => {
-                    let what = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into());
                     return Err(CellError::new(
                         "MagicPanic",
-                        &what,
+                        &panic_message(&*panic),
                         vec!["(the magic panicked; the session is kept)".into()],
                     ));
                 }
@@ -752,6 +835,15 @@ impl Worker {
             .collect();
         json!({ "status": "ok", "history": history })
     }
+}
+
+/// With `GIM_FAULT_INJECTION=1`, any shell request whose code holds this text panics in its
+/// handler: the tests prove the panic guard on a real kernel, since no known input panics.
+const PANIC_PROBE: &str = "__gim_panic_probe__";
+
+fn fault_injection() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("GIM_FAULT_INJECTION").is_ok_and(|v| v == "1"))
 }
 
 fn magic_error(e: MagicError) -> CellError {

@@ -14,7 +14,7 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// A bundle with `text/plain`, and where given `image/svg+xml`, `image/png` (base64, shown at the
-/// figure's logical size), `text/html` and `application/json`.
+/// figure's logical size), `text/html` and the result's JSON (under `RESULT_MIME`).
 pub fn bundle(
     text: String,
     fig: Option<&Figure>,
@@ -35,7 +35,7 @@ pub fn bundle(
         b = b.with("text/html", h);
     }
     if let Some(j) = json {
-        b = b.with("application/json", j);
+        b = b.with_result(j);
     }
     b
 }
@@ -75,7 +75,7 @@ pub fn demo_bundle() -> MimeBundle {
 }
 
 /// An attribution as a cell result: plain table, heatmap (SVG + PNG), HTML token view and the
-/// result itself as `application/json`.
+/// result itself as JSON (under `RESULT_MIME`).
 pub fn attribution_bundle(a: &Attribution) -> MimeBundle {
     let d = TokenScores::from(a);
     let fig = token_heatmap(&d, &HeatmapOpts::default()).ok();

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use output::{MimeBundle, Output, Recorder};
+pub use output::{MimeBundle, Output, Recorder, RESULT_MIME};
 
 use crate::attribution::Method;
 use crate::error::GimError;

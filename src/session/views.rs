@@ -111,7 +111,7 @@ pub fn tokens_bundle(rows: &[(u32, String, String)]) -> MimeBundle {
         .collect();
     MimeBundle::text(text)
         .with("text/html", table_html(&["#", "id", "piece", "text"], &trs))
-        .with("application/json", serde_json::Value::Array(j))
+        .with_result(serde_json::Value::Array(j))
 }
 
 pub fn top_bundle(rows: &[TopRow]) -> MimeBundle {
@@ -144,7 +144,7 @@ pub fn top_bundle(rows: &[TopRow]) -> MimeBundle {
             "text/html",
             table_html(&["rank", "token", "id", "logit", "prob"], &trs),
         )
-        .with("application/json", json(&rows))
+        .with_result(json(&rows))
 }
 
 /// The sample heatmap of `%gim demo`.
@@ -167,5 +167,24 @@ pub fn figure_then_text(
     let html = format!("<pre style=\"font-size:12px\">{}</pre>", esc(&text));
     MimeBundle::text(text)
         .with("text/html", html)
-        .with("application/json", json)
+        .with_result(json)
+}
+
+/// A continuation: the prompt in grey, the model's text after it (growing while `done` is false).
+pub fn generation_bundle(g: &crate::generate::Generation, done: bool) -> MimeBundle {
+    let mark = if done { "" } else { " …" };
+    let text = format!("{}{}{mark}", g.prompt, g.text);
+    let html = format!(
+        "<div class=\"gim-generation\" style=\"font-family:monospace;white-space:pre-wrap\">\
+         <span style=\"color:#777\">{}</span><b>{}</b>{}</div>",
+        esc(&g.prompt),
+        esc(&g.text),
+        esc(mark)
+    );
+    let b = MimeBundle::text(text).with("text/html", html);
+    if done {
+        b.with_result(json(g))
+    } else {
+        b
+    }
 }

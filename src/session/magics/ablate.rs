@@ -68,5 +68,5 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
     );
     let json =
         serde_json::json!({"nodes": labels, "target_id": target, "before": before, "after": after});
-    Ok(Some(MimeBundle::text(text).with("application/json", json)))
+    Ok(Some(MimeBundle::text(text).with_result(json)))
 }

@@ -95,7 +95,5 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
     }
     s.settings = next;
     let json = serde_json::to_value(&s.settings).unwrap_or_default();
-    Ok(Some(
-        MimeBundle::text(show(&s.settings)).with("application/json", json),
-    ))
+    Ok(Some(MimeBundle::text(show(&s.settings)).with_result(json)))
 }

@@ -49,5 +49,5 @@ pub fn run(s: &mut Session, _a: Args, _out: &mut dyn Output) -> Result<Option<Mi
         "current": s.current,
         "settings": s.settings,
     });
-    Ok(Some(MimeBundle::text(text).with("application/json", json)))
+    Ok(Some(MimeBundle::text(text).with_result(json)))
 }

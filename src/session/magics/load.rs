@@ -27,7 +27,7 @@ pub struct Args {
 
 pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
     let t0 = Instant::now();
-    let id = format!("gim-load-{}", s.models.len());
+    let id = crate::session::output::new_display_id("load");
     out.display(
         MimeBundle::text(format!("loading {} …", a.model)),
         Some(&id),
@@ -54,9 +54,10 @@ pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<Mime
     // The load time goes to the kernel's log, not into the notebook: re-running a notebook must
     // give identical outputs.
     eprintln!("{text} in {:.1} s", t0.elapsed().as_secs_f64());
-    out.update_display(MimeBundle::text(text.clone()), &id);
+    // The progress line gives way to the result (shown once, as the cell's result).
+    out.update_display(MimeBundle::text("").with("text/html", ""), &id);
     s.current = Some(m.name.clone());
     s.models.insert(m.name.clone(), m);
     let json = serde_json::to_value(&info).unwrap_or_default();
-    Ok(Some(MimeBundle::text(text).with("application/json", json)))
+    Ok(Some(MimeBundle::text(text).with_result(json)))
 }

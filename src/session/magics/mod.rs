@@ -9,6 +9,7 @@ mod demo;
 pub mod edges;
 mod eval;
 mod export;
+mod generate;
 mod heads;
 pub mod help;
 mod info;
@@ -139,6 +140,7 @@ pub fn all() -> Vec<Magic> {
             },
         },
         magic!(config),
+        magic!(generate),
         magic!(attribute),
         magic!(compare),
         magic!(eval),
@@ -181,7 +183,7 @@ pub fn run(
         let names: Vec<&str> = all().iter().map(|m| m.name).collect();
         let hint = names
             .iter()
-            .find(|n| n.starts_with(&name[..name.len().min(2)]))
+            .find(|n| n.starts_with(crate::text::prefix_chars(name, 2)))
             .map(|n| format!(" (did you mean `{n}`?)"))
             .unwrap_or_default();
         return Err(MagicError {
@@ -194,6 +196,11 @@ pub fn run(
         Err(Flow::Help(text)) => Ok(Some(
             MimeBundle::text(text.clone()).with("text/markdown", format!("```\n{text}\n```")),
         )),
+        // An interrupt is not a mistake in the arguments: one line, no usage.
+        Err(Flow::Error(GimError::Interrupted)) => Err(MagicError {
+            message: GimError::Interrupted.to_string(),
+            usage: String::new(),
+        }),
         Err(Flow::Error(e)) => Err(MagicError {
             message: e.to_string().lines().next().unwrap_or("error").to_string(),
             usage: usage_of(name),
@@ -232,14 +239,11 @@ fn toy_names() -> Vec<String> {
 
 /// Completion for a magic line.
 pub fn complete(s: &Session, line: &str, cursor: usize) -> Completion {
-    let cursor = cursor.min(line.len());
-    let before = line.get(..cursor).unwrap_or(line);
-    let word_start = before
-        .rfind(char::is_whitespace)
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    let word = &before[word_start..];
-    let words: Vec<&str> = before[..word_start].split_whitespace().collect();
+    let cursor = crate::text::floor_char_boundary(line, cursor);
+    let (before, _) = line.split_at(cursor);
+    let (word_start, _) = crate::text::word_around(before, cursor);
+    let (head, word) = before.split_at(word_start);
+    let words: Vec<&str> = head.split_whitespace().collect();
     let mut cands: Vec<String> = Vec::new();
     if words.is_empty() {
         cands = all().iter().map(|m| m.name.to_string()).collect();
@@ -291,15 +295,7 @@ pub fn complete(s: &Session, line: &str, cursor: usize) -> Completion {
 
 /// Inspection: docs of a magic or flag, or a loaded model's summary.
 pub fn inspect(s: &Session, line: &str, cursor: usize) -> Option<MimeBundle> {
-    let cursor = cursor.min(line.len());
-    let start = line[..cursor]
-        .rfind(char::is_whitespace)
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    let end = line[cursor..]
-        .find(char::is_whitespace)
-        .map(|i| cursor + i)
-        .unwrap_or(line.len());
+    let (start, end) = crate::text::word_around(line, cursor);
     let word = line.get(start..end).unwrap_or("").trim_matches('"');
     let first = line.split_whitespace().next().unwrap_or("");
     if let Some(m) = s.models.get(word) {
@@ -333,8 +329,8 @@ pub fn inspect(s: &Session, line: &str, cursor: usize) -> Option<MimeBundle> {
     let name = if find(word).is_some() { word } else { first };
     let m = find(name)?;
     let help = (m.command)().render_long_help().to_string();
-    Some(MimeBundle::text(help.clone()).with(
+    Some(MimeBundle::text(help).with(
         "text/markdown",
-        format!("### `%gim {name}`\n\n```\n{help}\n```"),
+        help::command_markdown(m.name, (m.command)()),
     ))
 }

@@ -62,7 +62,7 @@ pub fn run_models(
         rows.push(serde_json::to_value(&i).unwrap_or_default());
     }
     Ok(Some(
-        MimeBundle::text(text).with("application/json", serde_json::Value::Array(rows)),
+        MimeBundle::text(text).with_result(serde_json::Value::Array(rows)),
     ))
 }
 

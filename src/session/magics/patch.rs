@@ -48,5 +48,5 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
         100.0 * frac
     );
     let json = serde_json::json!({"nodes": labels, "metric": metric_name(m, &p), "clean": clean, "patched": patched, "corrupt": corrupt, "effect": clean - patched, "fraction": frac});
-    Ok(Some(MimeBundle::text(text).with("application/json", json)))
+    Ok(Some(MimeBundle::text(text).with_result(json)))
 }

@@ -1,0 +1,68 @@
+//! `gim generate`: greedy continuation of a prompt, printed as it grows.
+
+use std::io::Write;
+
+use super::logits::open;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model folder, .gguf file, embedded name (smollm2-135m, toy-ioi) or Hugging Face repo id.
+    #[arg(long)]
+    pub model: String,
+    /// The prompt.
+    pub prompt: String,
+    /// The most tokens to produce (fewer if the model ends its turn).
+    #[arg(long, default_value_t = 32)]
+    pub max_tokens: usize,
+    /// Wrap the prompt as a user message in the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// Compute dtype: f32, bf16, f16, f64.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Device: cpu, cuda:N, metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print the result as one JSON object instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> crate::Result<()> {
+    let m = open(&a.model, &a.dtype, &a.device)?;
+    let prompt = if a.chat {
+        crate::chat::user_prompt(&m, &a.prompt)?
+    } else {
+        a.prompt.clone()
+    };
+    let stop_ids = crate::generate::eos_ids(&m);
+    let mut printed = String::new();
+    if !a.json {
+        print!("{prompt}");
+    }
+    let g = crate::generate::continue_text(&m, &prompt, a.max_tokens, |ids| {
+        if !a.json {
+            // print what the text gained; a token that completes a multi-byte character
+            // may change the end, so print only when the text extends what was printed
+            let text = crate::generate::decode(&m, ids, &stop_ids);
+            if let Some(new) = text.strip_prefix(printed.as_str()) {
+                print!("{new}");
+                let _ = std::io::stdout().flush();
+                printed = text;
+            }
+        }
+        Ok(())
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&g).map_err(|e| crate::GimError::Io(e.to_string()))?
+        );
+    } else {
+        if let Some(rest) = g.text.strip_prefix(printed.as_str()) {
+            print!("{rest}");
+        }
+        println!();
+    }
+    Ok(())
+}
