@@ -122,6 +122,10 @@ pub fn time_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(median(v))
 }
 
+/// The real English paragraph a real checkpoint is timed on (about 100 tokens; the same text as
+/// `tools/torch_bench.py --model`).
+pub const BENCH_PARAGRAPH: &str = "When the tower opened in the spring of 1889, many artists in the city signed letters against it, calling it a useless and monstrous iron skeleton that would spoil the view of the old streets. The engineers answered that the structure was a triumph of modern science, and the crowds who climbed its stairs during the World's Fair seemed to agree with them. The tower was designed by the engineering company of Gustave Eiffel, and for forty-one years it was the tallest structure in the world.";
+
 /// Run the benchmark for one model and sequence length; "forward" is always measured first.
 pub fn bench_model(
     m: &LoadedModel,
@@ -132,6 +136,18 @@ pub fn bench_model(
     let ids: Vec<u32> = (0..tokens)
         .map(|i| (7 + 13 * i as u32) % m.model.cfg.vocab_size as u32)
         .collect();
+    bench_ids(m, &ids, methods, reps)
+}
+
+/// Run the benchmark for one model on these token ids (a real prompt on a real checkpoint).
+pub fn bench_ids(
+    m: &LoadedModel,
+    ids: &[u32],
+    methods: &[String],
+    reps: usize,
+) -> Result<Vec<BenchRow>> {
+    let tokens = ids.len();
+    let ids = ids.to_vec();
     let fwd = time_ms(reps, || {
         let l = m
             .model

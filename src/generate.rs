@@ -160,6 +160,23 @@ pub fn generate(
     }
 }
 
+/// The model's own next `n` tokens after `ids` (greedy; an end-of-sequence token ends them early
+/// and is not part of the target).
+pub fn continuation(m: &LoadedModel, ids: &[u32], n: usize) -> Result<Vec<u32>> {
+    if n == 0 {
+        return Err(GimError::input("--target-generated needs at least 1 token"));
+    }
+    let stop = eos_ids(m);
+    let (mut gen, _) = generate(m, ids, n, &stop, |_| Ok(()))?;
+    gen.retain(|t| !stop.contains(t));
+    if gen.is_empty() {
+        return Err(GimError::input(
+            "the model ends its turn at once: there is no continuation to attribute",
+        ));
+    }
+    Ok(gen)
+}
+
 /// The text of generated ids, without end-of-sequence tokens.
 pub fn decode(m: &LoadedModel, ids: &[u32], stop_ids: &[u32]) -> String {
     let kept: Vec<u32> = ids

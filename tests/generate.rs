@@ -112,3 +112,58 @@ fn the_magic_streams_into_one_display_and_keeps_the_result() {
         .unwrap_err();
     assert!(e.message.contains("chat template"), "{}", e.message);
 }
+
+#[test]
+fn attribute_can_target_the_models_own_continuation() {
+    let mut s = Session::new();
+    s.run_magic(
+        &format!("load {} --as tiny", model_dir("llama").display()),
+        &mut Recorder::default(),
+    )
+    .unwrap();
+    let m = &s.models["tiny"];
+    let text = "Paris is the capital of";
+    let prompt = m.tok.encode(text, true).unwrap();
+    let gen = generate_uncached(m, &prompt, 3).unwrap();
+    let run = |s: &mut Session, line: &str| {
+        s.run_magic(line, &mut Recorder::default())
+            .unwrap_or_else(|e| panic!("{line}: {}", e.message))
+            .unwrap()
+            .result()
+            .cloned()
+            .unwrap()
+    };
+    // one token: the same as naming its id
+    let one = run(
+        &mut s,
+        &format!("attribute \"{text}\" --target-generated 1"),
+    );
+    let by_id = run(
+        &mut s,
+        &format!("attribute \"{text}\" --target-id {}", gen[0]),
+    );
+    assert_eq!(one["attributions"], by_id["attributions"]);
+    assert_eq!(one["target_id"], gen[0]);
+    // three tokens: teacher-forced, the first two generated tokens appended to the input
+    let three = run(
+        &mut s,
+        &format!("attribute \"{text}\" --target-generated 3"),
+    );
+    let ids: Vec<u32> = three["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let mut want = prompt.clone();
+    want.extend_from_slice(&gen[..2]);
+    assert_eq!(ids, want);
+    assert_eq!(three["objective"], "log-prob");
+    let e = s
+        .run_magic(
+            &format!("attribute \"{text}\" --target-generated 2 --target \" x\""),
+            &mut Recorder::default(),
+        )
+        .unwrap_err();
+    assert!(e.message.contains("cannot be used with"), "{}", e.message);
+}

@@ -51,22 +51,30 @@ fn plan(m: &LoadedModel, req: &AttributeRequest) -> Result<Plan> {
             )))
         }
     };
+    let single_id = |id: u32, what: &str| -> Result<Option<u32>> {
+        if id as usize >= cfg.vocab_size {
+            return Err(GimError::input(format!(
+                "{what} id {id} is outside the vocabulary (size {})",
+                cfg.vocab_size
+            )));
+        }
+        Ok(Some(id))
+    };
     let single = |spec: &TargetSpec, what: &str| -> Result<Option<u32>> {
         match spec {
             TargetSpec::Argmax => Ok(None),
-            TargetSpec::Id(id) => {
-                if *id as usize >= cfg.vocab_size {
-                    return Err(GimError::input(format!(
-                        "{what} id {id} is outside the vocabulary (size {})",
-                        cfg.vocab_size
-                    )));
-                }
-                Ok(Some(*id))
-            }
+            TargetSpec::Id(id) => single_id(*id, what),
             TargetSpec::Text(t) => {
                 let ids = text_ids(&m.tok, t, what)?;
                 Ok(Some(ids[0]))
             }
+            TargetSpec::Ids(ids) => match ids.as_slice() {
+                [id] => single_id(*id, what),
+                _ => Err(GimError::input(format!(
+                    "the {what} must be one token here, not {}",
+                    ids.len()
+                ))),
+            },
         }
     };
     let contrast = match &req.contrast {
@@ -87,8 +95,20 @@ fn plan(m: &LoadedModel, req: &AttributeRequest) -> Result<Plan> {
         Some(spec) => single(spec, "contrast")?,
     };
     let baseline_id = req.baseline.resolve(m)?;
-    if let TargetSpec::Text(t) = &req.target {
-        let tids = text_ids(&m.tok, t, "target")?;
+    let forced = match &req.target {
+        TargetSpec::Text(t) => Some((text_ids(&m.tok, t, "target")?, format!("{t:?}"))),
+        TargetSpec::Ids(v) => {
+            if v.is_empty() {
+                return Err(GimError::input("the target has no tokens"));
+            }
+            for &id in v {
+                single_id(id, "target")?;
+            }
+            Some((v.clone(), format!("{:?}", m.tok.decode(v))))
+        }
+        _ => None,
+    };
+    if let Some((tids, t)) = forced {
         if tids.len() > 1 {
             if position != s - 1 {
                 return Err(GimError::input(
@@ -113,7 +133,7 @@ fn plan(m: &LoadedModel, req: &AttributeRequest) -> Result<Plan> {
                 objective: Objective::LogProb,
                 baseline_id,
                 note: Some(format!(
-                    "target {t:?} is {} tokens: attributed the sum of their teacher-forced log-probabilities; the last {} input tokens are the forced target prefix",
+                    "target {t} is {} tokens: attributed the sum of their teacher-forced log-probabilities; the last {} input tokens are the forced target prefix",
                     tids.len(),
                     tids.len() - 1
                 )),
@@ -459,6 +479,7 @@ pub fn attribute_with(
         target_id: target,
         target: match &req.target {
             TargetSpec::Text(t) if p.targets.len() > 1 => t.clone(),
+            TargetSpec::Ids(v) if p.targets.len() > 1 => m.tok.decode(v),
             _ => m.tok.decode_one(target),
         },
         contrast_id: p.contrast,

@@ -13,6 +13,8 @@ pub enum TargetSpec {
     Id(u32),
     /// text such as `" Paris"`; several tokens mean a teacher-forced sequence target
     Text(String),
+    /// token ids (e.g. the model's own continuation); several mean a teacher-forced sequence
+    Ids(Vec<u32>),
 }
 
 /// The scalar being attributed.

@@ -82,6 +82,9 @@ pub struct Args {
     /// Target text, e.g. " Paris" (several tokens: teacher-forced log-probability).
     #[arg(long)]
     pub target: Option<String>,
+    /// Target the model's own greedy continuation: its next N tokens.
+    #[arg(long, value_name = "N", conflicts_with_all = ["target", "target_id", "batch"])]
+    pub target_generated: Option<usize>,
     /// Foil token id: attribute logit(target) − logit(foil).
     #[arg(long, conflicts_with = "contrast")]
     pub contrast_id: Option<u32>,
@@ -178,7 +181,10 @@ pub fn run(a: Args) -> Result<()> {
     }
     let ids = input_ids(&m, &a.ids, &a.prompt)?;
     let mut req = base_request(&a, ids)?;
-    req.target = spec(a.target_id, &a.target).unwrap_or(TargetSpec::Argmax);
+    req.target = match a.target_generated {
+        Some(n) => TargetSpec::Ids(crate::generate::continuation(&m, &req.ids, n)?),
+        None => spec(a.target_id, &a.target).unwrap_or(TargetSpec::Argmax),
+    };
     req.contrast = spec(a.contrast_id, &a.contrast);
     let res = attribute(&m, &req)?;
     write_figures(&res, &a.svg, &a.png)?;

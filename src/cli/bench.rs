@@ -32,6 +32,12 @@ pub struct Args {
     /// Measure `%gim attribute` on a hot model against a fresh `gim attribute` process instead.
     #[arg(long)]
     pub hot_vs_fresh: bool,
+    /// Real checkpoints to time instead of random shapes (folder, .gguf file, smollm2-135m, repo id).
+    #[arg(long, value_delimiter = ',', conflicts_with = "hot_vs_fresh")]
+    pub model: Vec<String>,
+    /// The prompt a real checkpoint is timed on (default: a ~100-token English paragraph).
+    #[arg(long, requires = "model")]
+    pub prompt: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -47,7 +53,30 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     let mut rows = Vec::new();
-    for shape in &a.shape {
+    for spec in &a.model {
+        let t = std::time::Instant::now();
+        let opts = loader::LoadOpts {
+            device: device.clone(),
+            dtype,
+            name: None,
+        };
+        let m = loader::load(spec, &opts)?;
+        eprintln!(
+            "{spec}: {:.1}M parameters, loaded in {:.2} s, peak RSS {:.0} MB",
+            m.model.n_params() as f64 / 1e6,
+            t.elapsed().as_secs_f64(),
+            crate::bench::peak_rss_mb()
+        );
+        let text = a.prompt.as_deref().unwrap_or(crate::bench::BENCH_PARAGRAPH);
+        let ids = m.tok.encode(text, true)?;
+        let r = crate::bench::bench_ids(&m, &ids, &a.methods, a.reps)?;
+        if !a.json {
+            eprint!("{}", table(&r));
+        }
+        rows.extend(r);
+    }
+    let shapes: &[String] = if a.model.is_empty() { &a.shape } else { &[] };
+    for shape in shapes {
         let m = random_model(shape, dtype, &device)?;
         eprintln!(
             "{shape}: {:.1}M parameters",

@@ -20,6 +20,10 @@ pub struct Args {
     /// Target token id.
     #[arg(long)]
     pub target_id: Option<u32>,
+    /// Target the model's own greedy continuation: its next N tokens (teacher-forced sum of their
+    /// log-probabilities; one token: its logit).
+    #[arg(long, value_name = "N", conflicts_with_all = ["target", "target_id"])]
+    pub target_generated: Option<usize>,
     /// Foil text: attribute logit(target) − logit(foil).
     #[arg(long, conflicts_with = "contrast_id")]
     pub contrast: Option<String>,
@@ -115,6 +119,10 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
         a.position,
         &a.method,
     )?;
+    if let Some(n) = a.target_generated {
+        req.target =
+            crate::attribution::TargetSpec::Ids(crate::generate::continuation(m, &req.ids, n)?);
+    }
     req.baseline = match (&a.baseline, a.baseline_id, a.zero_baseline) {
         (Some(t), _, _) => Baseline::Text(t.clone()),
         (None, Some(i), _) => Baseline::Id(i),
