@@ -1,5 +1,5 @@
 //! `gim circuit`: the `%gim circuit` analysis from the command line (JSON and pictures).
-//! It takes the magic's own arguments; `--model` names a folder, toy or repo id here.
+//! It takes the magic's own arguments; `--model` names a folder, .gguf file, toy or repo id here.
 
 use super::logits::open;
 use crate::error::{GimError, Result};
@@ -31,7 +31,7 @@ pub fn run(mut a: Args) -> Result<()> {
         .problem
         .model
         .take()
-        .ok_or_else(|| GimError::input("give --model <folder|toy-ioi|org/name>"))?;
+        .ok_or_else(|| GimError::input("give --model <folder|file.gguf|toy-ioi|org/name>"))?;
     let m = open(&spec, &a.dtype, &a.device)?;
     let mut s = Session::new();
     let name = m.name.clone();
