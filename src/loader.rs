@@ -1,5 +1,5 @@
-//! Finding and loading a checkpoint: a folder, a GGUF file, or a repo id in the local Hugging
-//! Face cache.
+//! Finding and loading a checkpoint: a folder, a GGUF file, a named model in gim's cache, or a
+//! repo id in the local Hugging Face cache.
 
 pub mod gguf;
 
@@ -157,8 +157,28 @@ pub fn embedded_models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
-/// Resolve a folder path, a GGUF file, an embedded toy name (`toy-ioi`) or an HF repo id
-/// (`org/name[@rev]`) to a folder holding `config.json` or to a GGUF file.
+/// gim's own cache of downloaded models: `$GIM_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/gim`.
+pub fn gim_cache_dir() -> PathBuf {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(p) = var("GIM_CACHE") {
+        return PathBuf::from(p);
+    }
+    let base = var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(var("HOME").unwrap_or_else(|| ".".into())).join(".cache"));
+    base.join("gim")
+}
+
+/// Real pretrained models known by a short name: the file each one is, inside [`gim_cache_dir`]
+/// (`tools/fetch_model.sh` puts it there; `make model`).
+pub const NAMED_MODELS: &[(&str, &str)] = &[(
+    "smollm2-135m",
+    "smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf",
+)];
+
+/// Resolve a folder path, a GGUF file, an embedded toy name (`toy-ioi`), a named model
+/// (`smollm2-135m`) or an HF repo id (`org/name[@rev]`) to a folder holding `config.json` or to
+/// a GGUF file.
 pub fn resolve(spec: &str) -> Result<PathBuf> {
     let spec = spec.trim();
     if spec.is_empty() {
@@ -175,6 +195,16 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
         if dir.is_dir() {
             return Ok(dir);
         }
+    }
+    if let Some((_, file)) = NAMED_MODELS.iter().find(|(n, _)| *n == spec) {
+        let path = gim_cache_dir().join(file);
+        if path.is_file() {
+            return Ok(path);
+        }
+        return Err(GimError::Load(format!(
+            "model `{spec}` is not downloaded: {} is missing; run `make model` (or tools/fetch_model.sh) to fetch it",
+            path.display()
+        )));
     }
     let looks_like_path =
         spec.starts_with('/') || spec.starts_with('.') || spec.starts_with('~') || p.exists();
@@ -348,7 +378,7 @@ impl Default for LoadOpts {
     }
 }
 
-/// Load a model from a folder, GGUF file, embedded toy name or cached repo id.
+/// Load a model from a folder, GGUF file, embedded toy name, named model or cached repo id.
 pub fn load(spec: &str, opts: &LoadOpts) -> Result<LoadedModel> {
     let dir = resolve(spec)?;
     if let Some(file) = gguf_file_of(&dir)? {

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::quantized::gguf_file::{self, Value};
@@ -515,6 +515,94 @@ fn bf16_and_f16_compute_dtypes_load_from_gguf() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The real model: SmolLM2-135M-Instruct, Q4_1 (fetched by `make model`).
+// ---------------------------------------------------------------------------------------------
+
+fn smollm2_path() -> PathBuf {
+    let p = gim::loader::resolve("smollm2-135m").unwrap_or_else(|e| panic!("{e}"));
+    assert!(p.is_file());
+    p
+}
+
+fn smollm2() -> gim::LoadedModel {
+    let t0 = std::time::Instant::now();
+    let m = gim::load("smollm2-135m", &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    println!("smollm2-135m loaded in {:.2} s", t0.elapsed().as_secs_f64());
+    m
+}
+
+#[test]
+fn smollm2_predicts_like_transformers() {
+    let m = smollm2();
+    let c = &m.model.cfg;
+    assert_eq!(
+        (
+            c.model_type.as_str(),
+            c.n_layers,
+            c.n_heads,
+            c.n_kv_heads,
+            c.d_model,
+            c.vocab_size
+        ),
+        ("llama", 30, 9, 3, 576, 49152)
+    );
+    assert!(c.tie_embeddings);
+    assert_eq!(m.name, "smollm2-135m");
+    let ids = m.tok.encode("The capital of France is", true).unwrap();
+    assert_eq!(ids, [504, 3575, 282, 4649, 314]);
+    let l = last_logits(&m, &ids);
+    let top = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap();
+    assert_eq!(top, 7042, "top-1 after `The capital of France is`");
+    assert_eq!(m.tok.decode_one(7042), " Paris");
+    let ids = m
+        .tok
+        .encode(
+            "When Mary and John went to the store, John gave a drink to",
+            true,
+        )
+        .unwrap();
+    let l = last_logits(&m, &ids);
+    let mary = m.tok.encode(" Mary", false).unwrap()[0] as usize;
+    let john = m.tok.encode(" John", false).unwrap()[0] as usize;
+    let diff = l[mary] - l[john];
+    println!("logit( Mary) - logit( John) = {diff:.5}");
+    assert!((diff - 6.12).abs() < 0.05, "IOI logit difference {diff}");
+}
+
+#[test]
+fn smollm2_tokenizer_gives_transformers_ids() {
+    let m = smollm2();
+    // AutoTokenizer.from_pretrained(dir, gguf_file=...) of transformers 5.24
+    let cases: &[(&str, &[u32])] = &[
+        ("café", &[83, 1939, 2756]),
+        ("日本語", &[23274, 115, 40993, 179, 120, 248]),
+        (
+            "I ❤️ 🦀 and 🤗!",
+            &[
+                57, 4636, 247, 114, 31752, 15107, 116, 218, 284, 15107, 114, 241, 17,
+            ],
+        ),
+        (
+            "  two  spaces\tand\nnewline",
+            &[216, 827, 216, 5600, 197, 397, 198, 28160],
+        ),
+        ("<|im_start|>user\nHi<|im_end|>", &[1, 4093, 198, 26843, 2]),
+        (
+            "Numbers 12345 and 3.14",
+            &[39006, 216, 33, 34, 35, 36, 37, 284, 216, 35, 30, 33, 36],
+        ),
+        (
+            "naïve façade — “quotes”",
+            &[3546, 46494, 40852, 1841, 619, 385, 2346, 573],
+        ),
+    ];
+    for (text, ids) in cases {
+        assert_eq!(m.tok.encode(text, true).unwrap(), *ids, "{text:?}");
+        assert_eq!(m.tok.decode(ids), *text, "decode {text:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Broken files through the real binary: one `error:` line, exit 1, no panic.
 // ---------------------------------------------------------------------------------------------
 
@@ -547,6 +635,93 @@ fn fails_with(file: &Path, needle: &str) {
     );
 }
 
+/// Byte offset just after the first occurrence of `needle`.
+fn after(bytes: &[u8], needle: &[u8]) -> usize {
+    bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap_or_else(|| panic!("{:?} not in the file", String::from_utf8_lossy(needle)))
+        + needle.len()
+}
+
+/// Offset of a tensor's record in the header: (n_dims, dims…, type, offset) after its name.
+fn tensor_record(bytes: &[u8], name: &str) -> usize {
+    let mut key = (name.len() as u64).to_le_bytes().to_vec();
+    key.extend(name.as_bytes());
+    after(bytes, &key)
+}
+
+#[test]
+fn broken_gguf_files_fail_with_one_line() {
+    let real = std::fs::read(smollm2_path()).unwrap();
+    let dir = tmpdir("gguf-broken");
+    let path = dir.join("broken.gguf");
+    let write = |b: &[u8]| std::fs::write(&path, b).unwrap();
+    let patched = |at: usize, with: &[u8]| {
+        let mut b = real.clone();
+        b[at..at + with.len()].copy_from_slice(with);
+        b
+    };
+
+    // wrong magic, and a file that is not one at all
+    write(&patched(0, b"GGUX"));
+    fails_with(&path, "not a GGUF file");
+    write(b"{\"model_type\": \"llama\"}");
+    fails_with(&path, "not a GGUF file");
+    write(&patched(4, &7u32.to_le_bytes()));
+    fails_with(&path, "version 7");
+
+    // cut at several offsets: inside the magic, the counts, the metadata, the tensor table,
+    // and the tensor data
+    let data_start = 1_785_664;
+    for cut in [
+        2,
+        10,
+        20,
+        1_000,
+        400_000,
+        1_700_000,
+        data_start + 16,
+        50_000_000,
+        real.len() - 1,
+    ] {
+        write(&real[..cut]);
+        fails_with(&path, "truncated");
+    }
+
+    // header fields flipped
+    write(&patched(8, &u64::MAX.to_le_bytes()));
+    fails_with(&path, "truncated or corrupt");
+    let arch = after(&real, b"general.architecture") + 4 + 8;
+    write(&patched(arch, b"llamx"));
+    fails_with(&path, "architecture `llamx` is not supported");
+    let tok = after(&real, b"tokenizer.ggml.model") + 4 + 8;
+    write(&patched(tok, b"bert"));
+    fails_with(&path, "tokenizer model `bert`");
+    let layers = after(&real, b"llama.block_count") + 4;
+    write(&patched(layers, &31u32.to_le_bytes()));
+    fails_with(&path, "no tensor `blk.30.");
+    let heads = after(&real, b"llama.attention.head_count") + 4;
+    write(&patched(heads, &6u32.to_le_bytes()));
+    fails_with(&path, "has shape");
+
+    // a tensor record: n_dims (4), dims (2 × 8), type (4), offset (8)
+    let q = tensor_record(&real, "blk.0.attn_q.weight");
+    let ty = q + 4 + 16;
+    write(&patched(ty, &20u32.to_le_bytes()));
+    fails_with(&path, "IQ4_NL");
+    write(&patched(ty, &9u32.to_le_bytes()));
+    fails_with(&path, "Q8_1");
+    write(&patched(ty + 4, &(real.len() as u64).to_le_bytes()));
+    fails_with(&path, "beyond the end of the file");
+    write(&patched(q + 4 + 8, &(1u64 << 40).to_le_bytes()));
+    fails_with(&path, "beyond the end of the file");
+    write(&patched(q + 4 + 8, &512u64.to_le_bytes()));
+    fails_with(&path, "has shape [512, 576]");
+    write(&patched(q + 4, &(576u64 + 1).to_le_bytes()));
+    fails_with(&path, "corrupt");
+}
+
 #[test]
 fn a_sentencepiece_gguf_names_its_tokenizer_and_the_way_out() {
     let dir = tmpdir("gguf-spm");
@@ -573,6 +748,9 @@ fn a_sentencepiece_gguf_names_its_tokenizer_and_the_way_out() {
     .unwrap();
     let m = gim::load(path.to_str().unwrap(), &Default::default()).unwrap();
     check_against_fixture(&m, "llama", "llama (sentencepiece + tokenizer.json)");
+    // a folder without config.json holding one .gguf file loads that file
+    let m = gim::load(dir.to_str().unwrap(), &Default::default()).unwrap();
+    assert_eq!(m.source, path);
 }
 
 #[test]
@@ -603,4 +781,37 @@ fn unsupported_architecture_and_rope_scaling_are_named() {
         },
     );
     fails_with(&path, "yarn");
+}
+
+#[test]
+fn a_named_model_that_is_not_downloaded_says_how_to_get_it() {
+    let empty = tmpdir("gguf-empty-cache");
+    let (code, _, err) = gim_cli(
+        &["logits", "--model", "smollm2-135m", "--ids", "1"],
+        Some(&empty),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    assert!(err.contains("make model"), "{err}");
+}
+
+#[test]
+fn the_cli_predicts_paris_from_the_named_model() {
+    let (code, out, err) = gim_cli(
+        &[
+            "logits",
+            "--model",
+            "smollm2-135m",
+            "--prompt",
+            "The capital of France is",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let first_top = out
+        .lines()
+        .skip_while(|l| !l.starts_with("top next tokens"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(first_top.contains("Paris"), "{out}");
 }
