@@ -515,6 +515,54 @@ fn bf16_and_f16_compute_dtypes_load_from_gguf() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// GGUF files we did not write: tests/fixtures/gguf/ (made with the `gguf` Python package by
+// tools/fixtures_to_gguf.py and checked against transformers), with float64 logits of the
+// dequantised weights in expected.json.
+// ---------------------------------------------------------------------------------------------
+
+fn gguf_fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf")
+}
+
+#[test]
+fn gguf_files_made_by_the_gguf_package_match_their_float64_logits() {
+    let dir = gguf_fixtures_dir();
+    let expected: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let prompts = expected["prompts"].as_array().unwrap();
+    let files = expected["files"].as_array().unwrap();
+    assert!(files.len() >= 11);
+    for f in files {
+        let (file, arch, ty) = (
+            f["file"].as_str().unwrap(),
+            f["family"].as_str().unwrap(),
+            f["type"].as_str().unwrap(),
+        );
+        let m = gim::load(dir.join(file).to_str().unwrap(), &Default::default())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut worst = 0.0f64;
+        for (p, want) in prompts
+            .iter()
+            .zip(f["expected_logits_last"].as_array().unwrap())
+        {
+            let ids = u32s(&p["input_ids"]);
+            let enc = m.tok.encode(p["text"].as_str().unwrap(), true).unwrap();
+            assert_eq!(enc, ids, "{file}: tokenization of {}", p["text"]);
+            let err = rel_err(&last_logits(&m, &ids), &f64s(want));
+            assert!(err <= 1e-4, "{file}: logits rel err {err:.3e}");
+            worst = worst.max(err);
+        }
+        print!("{file}: vs its dequantised float64 logits {worst:.1e}");
+        // an unquantised file is the fixture checkpoint itself: the shared references hold
+        if ty == "F32" {
+            let (l, a) = check_against_fixture(&m, arch, file);
+            print!(", vs the shared float64 fixture: logits {l:.1e}, attributions {a:.1e}");
+        }
+        println!();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The real model: SmolLM2-135M-Instruct, Q4_1 (fetched by `make model`).
 // ---------------------------------------------------------------------------------------------
 
@@ -600,6 +648,96 @@ fn smollm2_tokenizer_gives_transformers_ids() {
         assert_eq!(m.tok.encode(text, true).unwrap(), *ids, "{text:?}");
         assert_eq!(m.tok.decode(ids), *text, "decode {text:?}");
     }
+}
+
+/// Logits of `m` at one position.
+fn logits_at(m: &gim::LoadedModel, ids: &[u32], pos: usize) -> Vec<f64> {
+    m.model
+        .logits(&[ids.to_vec()], Positions::At(vec![pos]))
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// max |ours − ref| / max |ref| over the reference's `[id, value]` pairs.
+fn top100_err(ours: &[f64], top: &Json) -> f64 {
+    let pairs = top.as_array().unwrap();
+    let ids: Vec<usize> = pairs
+        .iter()
+        .map(|p| p[0].as_u64().unwrap() as usize)
+        .collect();
+    let want: Vec<f64> = pairs.iter().map(|p| p[1].as_f64().unwrap()).collect();
+    let got: Vec<f64> = ids.iter().map(|&i| ours[i]).collect();
+    rel_err(&got, &want)
+}
+
+#[test]
+fn smollm2_matches_the_transformers_float64_reference() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/smollm2-135m/reference.json");
+    let r: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let m = smollm2();
+    assert_eq!(
+        r["model"]["gguf_sha256"].as_str().unwrap(),
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+    let (mut worst_logit, mut worst_attr) = (0.0f64, 0.0f64);
+    for case in r["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let ids = u32s(&case["input_ids"]);
+        let enc = m.tok.encode(case["text"].as_str().unwrap(), true).unwrap();
+        assert_eq!(enc, ids, "{name}: tokenization");
+        let pos = case["target_position_index"].as_u64().unwrap() as usize;
+        let err = top100_err(&logits_at(&m, &ids, pos), &case["logits_top100"]);
+        worst_logit = worst_logit.max(err);
+        assert!(err <= 1e-4, "{name}: top-100 logits rel err {err:.3e}");
+        if let Some(last) = case.get("logits_last_top100") {
+            let err = top100_err(&last_logits(&m, &ids), last);
+            worst_logit = worst_logit.max(err);
+            assert!(
+                err <= 1e-4,
+                "{name}: last-position logits rel err {err:.3e}"
+            );
+        }
+        let target = case["target_token_id"].as_u64().unwrap() as u32;
+        for (set, reference) in case["attributions"].as_object().unwrap() {
+            let (method, rules) = rules_for(set);
+            let mut req = AttributeRequest::new(ids.clone());
+            req.method = method;
+            req.rules = rules;
+            req.baseline = Baseline::Default;
+            req.position = Some(case["target_position"].as_i64().unwrap());
+            req.target = match case["target_kind"].as_str().unwrap() {
+                "argmax" => TargetSpec::Argmax,
+                _ => TargetSpec::Id(target),
+            };
+            if case["target_kind"] == "contrast" {
+                req.contrast = Some(TargetSpec::Id(
+                    case["foil_token_id"].as_u64().unwrap() as u32
+                ));
+            }
+            let a = attribute(&m, &req).unwrap();
+            assert_eq!(a.target_id, target, "{name} {set}: target");
+            assert_eq!(a.baseline_id, Some(216), "{name} {set}: baseline");
+            let tv = case["target_value"].as_f64().unwrap();
+            assert!(
+                (a.target_logit - tv).abs() <= 1e-4 * tv.abs().max(1.0),
+                "{name} {set}: attributed value {} vs {tv}",
+                a.target_logit
+            );
+            let err = rel_err(&a.attributions, &f64s(reference));
+            worst_attr = worst_attr.max(err);
+            if err > 1e-5 {
+                println!("{name} {set}: attribution rel err {err:.2e}");
+            }
+            assert!(err <= 1e-4, "{name} {set}: attribution rel err {err:.3e}");
+        }
+    }
+    println!("smollm2-135m vs transformers float64: logits {worst_logit:.2e}, attributions {worst_attr:.2e}");
 }
 
 // ---------------------------------------------------------------------------------------------

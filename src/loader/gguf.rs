@@ -408,7 +408,11 @@ impl GgufFile {
             rope.insert("rope_type".into(), json!("longrope"));
         }
         c.insert("rope_parameters".into(), Json::Object(rope));
-        if let Some(w) = self.meta_usize(&k("attention.sliding_window"))? {
+        // llama.cpp writes 0 for a model without a window.
+        if let Some(w) = self
+            .meta_usize(&k("attention.sliding_window"))?
+            .filter(|w| *w > 0)
+        {
             c.insert("sliding_window".into(), json!(w));
         }
         if a == "llama" {
