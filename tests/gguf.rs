@@ -250,10 +250,52 @@ fn write_gguf_from(
         };
         tensors.push((name, QTensor::quantize(&t, ty).unwrap()));
     }
+    if let Some(factors) = llama3_rope_factors(&cfg) {
+        let t = Tensor::new(factors, &Device::Cpu).unwrap();
+        tensors.push((
+            "rope_freqs.weight".into(),
+            QTensor::quantize(&t, GgmlDType::F32).unwrap(),
+        ));
+    }
     let mdr: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tr: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(path).unwrap();
     gguf_file::write(&mut f, &mdr, &tr).unwrap();
+}
+
+/// llama.cpp's `rope_freqs.weight` for a `llama3` rope config: the divisor of each frequency
+/// (convert_hf_to_gguf.py, `LlamaModel.generate_extra_tensors`).
+fn llama3_rope_factors(cfg: &Json) -> Option<Vec<f32>> {
+    let p = &cfg["rope_parameters"];
+    if p["rope_type"] != "llama3" {
+        return None;
+    }
+    let f = |k: &str| p[k].as_f64().unwrap();
+    let (factor, low, high, old) = (
+        f("factor"),
+        f("low_freq_factor"),
+        f("high_freq_factor"),
+        f("original_max_position_embeddings"),
+    );
+    let dim = cfg["head_dim"].as_u64().unwrap() as usize;
+    let base = f("rope_theta") as f32;
+    let (low_wavelen, high_wavelen) = (old / low, old / high);
+    Some(
+        (0..dim / 2)
+            .map(|i| {
+                let freq = 1.0 / base.powf((2 * i) as f32 / dim as f32);
+                let wavelen = 2.0 * std::f64::consts::PI / freq as f64;
+                if wavelen < high_wavelen {
+                    1.0
+                } else if wavelen > low_wavelen {
+                    factor as f32
+                } else {
+                    let smooth = (old / wavelen - low) / (high - low);
+                    (1.0 / ((1.0 - smooth) / factor + smooth)) as f32
+                }
+            })
+            .collect(),
+    )
 }
 
 fn last_logits(m: &gim::LoadedModel, ids: &[u32]) -> Vec<f64> {
@@ -348,6 +390,47 @@ fn gguf_conversions_of_every_family_match_the_float64_references() {
             "{arch}: vs safetensors {same:.1e}, vs float64 logits {l:.1e}, attributions {a:.1e}"
         );
     }
+}
+
+#[test]
+fn llama3_rope_scaling_comes_from_rope_freqs() {
+    // The llama fixture with Llama 3.1-style rope scaling: one frequency kept, one smoothed,
+    // six divided by the factor (head_dim 16, theta 5e5, original context 128).
+    let dir = tmpdir("gguf-llama3");
+    let hf = dir.join("hf");
+    std::fs::create_dir_all(&hf).unwrap();
+    for f in ["tokenizer.json", "model.safetensors"] {
+        std::fs::copy(model_dir("llama").join(f), hf.join(f)).unwrap();
+    }
+    let mut cfg: Json = serde_json::from_str(
+        &std::fs::read_to_string(model_dir("llama").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    cfg["rope_parameters"] = serde_json::json!({
+        "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 128
+    });
+    std::fs::write(hf.join("config.json"), cfg.to_string()).unwrap();
+    let path = dir.join("llama3.gguf");
+    write_gguf_from(&hf, "llama", &path, GgmlDType::F32, &mut |_| {});
+    let g = gim::load(path.to_str().unwrap(), &Default::default()).unwrap();
+    let st = gim::load(hf.to_str().unwrap(), &Default::default()).unwrap();
+    let plain = gim::load(model_dir("llama").to_str().unwrap(), &Default::default()).unwrap();
+    let (gimfreq, stfreq) = match (&g.model.cfg.positional, &st.model.cfg.positional) {
+        (
+            gim::model::config::Positional::Rotary { inv_freq: a, .. },
+            gim::model::config::Positional::Rotary { inv_freq: b, .. },
+        ) => (a.clone(), b.clone()),
+        _ => panic!("rotary"),
+    };
+    let freq_err = rel_err(&gimfreq, &stfreq);
+    assert!(freq_err < 1e-6, "inv_freq {gimfreq:?} vs {stfreq:?}");
+    let ids: Vec<u32> = (0..100).map(|i| 3 + (i * 37 % 380) as u32).collect();
+    let same = rel_err(&last_logits(&g, &ids), &last_logits(&st, &ids));
+    let moved = rel_err(&last_logits(&g, &ids), &last_logits(&plain, &ids));
+    println!("llama3 rope: inv_freq {freq_err:.1e}, logits vs safetensors {same:.1e}, vs no scaling {moved:.1e}");
+    assert!(same < 1e-5, "llama3 GGUF vs safetensors {same:.2e}");
+    assert!(moved > 1e-4, "the scaling changed nothing ({moved:.2e})");
 }
 
 #[test]
