@@ -214,12 +214,15 @@ fn write_fixture_gguf(arch: &str, path: &Path, ty: GgmlDType) {
     write_gguf_from(&model_dir(arch), arch, path, ty, &mut |_| {});
 }
 
+/// GGUF metadata entries in the order they are written.
+type Metadata = Vec<(String, Value)>;
+
 fn write_gguf_from(
     dir: &Path,
     arch: &str,
     path: &Path,
     ty: GgmlDType,
-    edit: &mut dyn FnMut(&mut Vec<(String, Value)>),
+    edit: &mut dyn FnMut(&mut Metadata),
 ) {
     let cfg: Json =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
@@ -243,7 +246,7 @@ fn write_gguf_from(
             continue;
         };
         let t = convert(arch, hf, st[hf].to_dtype(DType::F32).unwrap(), &cfg);
-        let ty = if t.rank() >= 2 && t.dims()[t.rank() - 1] % ty.block_size() == 0 {
+        let ty = if t.rank() >= 2 && t.dims()[t.rank() - 1].is_multiple_of(ty.block_size()) {
             ty
         } else {
             GgmlDType::F32
@@ -922,9 +925,13 @@ fn broken_gguf_files_fail_with_one_line() {
     let layers = after(&real, b"llama.block_count") + 4;
     write(&patched(layers, &31u32.to_le_bytes()));
     fails_with(&path, "no tensor `blk.30.");
+    write(&patched(layers, &u32::MAX.to_le_bytes()));
+    fails_with(&path, "inconsistent");
     let heads = after(&real, b"llama.attention.head_count") + 4;
     write(&patched(heads, &6u32.to_le_bytes()));
     fails_with(&path, "has shape");
+    write(&patched(heads, &u32::MAX.to_le_bytes()));
+    fails_with(&path, "inconsistent");
 
     // a tensor record: n_dims (4), dims (2 × 8), type (4), offset (8)
     let q = tensor_record(&real, "blk.0.attn_q.weight");

@@ -309,6 +309,13 @@ impl GgufFile {
         if heads == 0 || d == 0 || layers == 0 {
             return Err(self.err("has zero layers, heads or width in its metadata"));
         }
+        // Sizes that get allocated before any tensor is checked against them.
+        if layers > self.content.tensor_infos.len() || d > 1 << 20 || heads > d {
+            return Err(self.err(&format!(
+                "is inconsistent: {layers} layers, width {d} and {heads} heads do not fit its {} tensors",
+                self.content.tensor_infos.len()
+            )));
+        }
         let vocab = match self.meta_usize(&k("vocab_size"))? {
             Some(v) => v,
             None => match self.meta("tokenizer.ggml.tokens") {
@@ -367,6 +374,11 @@ impl GgufFile {
         let head_dim = self
             .meta_usize(&k("attention.key_length"))?
             .unwrap_or(d / heads);
+        if head_dim == 0 || head_dim > 1 << 16 || kv == 0 || kv > heads {
+            return Err(self.err(&format!(
+                "is inconsistent: heads of width {head_dim}, {heads} query and {kv} key/value heads"
+            )));
+        }
         if let Some(v) = self.meta_usize(&k("attention.value_length"))? {
             if v != head_dim {
                 return Err(GimError::Unsupported(format!(
