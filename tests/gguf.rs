@@ -932,6 +932,9 @@ fn broken_gguf_files_fail_with_one_line() {
     fails_with(&path, "has shape");
     write(&patched(heads, &u32::MAX.to_le_bytes()));
     fails_with(&path, "inconsistent");
+    let rope = after(&real, b"llama.rope.dimension_count") + 4;
+    write(&patched(rope, &u32::MAX.to_le_bytes()));
+    fails_with(&path, "rope over");
 
     // a tensor record: n_dims (4), dims (2 × 8), type (4), offset (8)
     let q = tensor_record(&real, "blk.0.attn_q.weight");

@@ -398,6 +398,11 @@ impl GgufFile {
         );
         rope.insert("rope_type".into(), json!("default"));
         if let Some(n) = self.meta_usize(&k("rope.dimension_count"))? {
+            if n > head_dim {
+                return Err(self.err(&format!(
+                    "is inconsistent: rope over {n} dimensions of heads {head_dim} wide"
+                )));
+            }
             if n != head_dim {
                 rope.insert(
                     "partial_rotary_factor".into(),
