@@ -951,6 +951,7 @@ fn broken_gguf_files_fail_with_one_line() {
     fails_with(&path, "has shape [512, 576]");
     write(&patched(q + 4, &(576u64 + 1).to_le_bytes()));
     fails_with(&path, "corrupt");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
