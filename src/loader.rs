@@ -1,4 +1,7 @@
-//! Finding and loading a checkpoint: a folder, or a repo id in the local Hugging Face cache.
+//! Finding and loading a checkpoint: a folder, a GGUF file, a named model in gim's cache, or a
+//! repo id in the local Hugging Face cache.
+
+pub mod gguf;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -154,17 +157,37 @@ pub fn embedded_models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
-/// Resolve a folder path, an embedded toy name (`toy-ioi`) or an HF repo id (`org/name[@rev]`)
-/// to a folder holding `config.json`.
+/// gim's own cache of downloaded models: `$GIM_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/gim`.
+pub fn gim_cache_dir() -> PathBuf {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(p) = var("GIM_CACHE") {
+        return PathBuf::from(p);
+    }
+    let base = var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(var("HOME").unwrap_or_else(|| ".".into())).join(".cache"));
+    base.join("gim")
+}
+
+/// Real pretrained models known by a short name: the file each one is, inside [`gim_cache_dir`]
+/// (`tools/fetch_model.sh` puts it there; `make model`).
+pub const NAMED_MODELS: &[(&str, &str)] = &[(
+    "smollm2-135m",
+    "smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf",
+)];
+
+/// Resolve a folder path, a GGUF file, an embedded toy name (`toy-ioi`), a named model
+/// (`smollm2-135m`) or an HF repo id (`org/name[@rev]`) to a folder holding `config.json` or to
+/// a GGUF file.
 pub fn resolve(spec: &str) -> Result<PathBuf> {
     let spec = spec.trim();
     if spec.is_empty() {
         return Err(GimError::input(
-            "no model given: pass a folder or a Hugging Face repo id",
+            "no model given: pass a folder, a .gguf file or a Hugging Face repo id",
         ));
     }
     let p = Path::new(spec);
-    if p.is_dir() {
+    if p.is_dir() || p.is_file() {
         return Ok(p.to_path_buf());
     }
     if let Some(name) = spec.strip_prefix("toy-") {
@@ -172,6 +195,16 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
         if dir.is_dir() {
             return Ok(dir);
         }
+    }
+    if let Some((_, file)) = NAMED_MODELS.iter().find(|(n, _)| *n == spec) {
+        let path = gim_cache_dir().join(file);
+        if path.is_file() {
+            return Ok(path);
+        }
+        return Err(GimError::Load(format!(
+            "model `{spec}` is not downloaded: {} is missing; run `make model` (or tools/fetch_model.sh) to fetch it",
+            path.display()
+        )));
     }
     let looks_like_path =
         spec.starts_with('/') || spec.starts_with('.') || spec.starts_with('~') || p.exists();
@@ -188,7 +221,7 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     let is_repo_id = !looks_like_path && repo.split('/').count() == 2 && !repo.contains("..");
     if !is_repo_id {
         return Err(GimError::Load(format!(
-            "model folder `{spec}` does not exist; pass a folder with config.json, or a repo id like Qwen/Qwen2.5-1.5B"
+            "model folder `{spec}` does not exist; pass a folder with config.json, a .gguf file, or a repo id like Qwen/Qwen2.5-1.5B"
         )));
     }
     let cache = hf_hub::Cache::new(hf_cache_dir());
@@ -345,9 +378,19 @@ impl Default for LoadOpts {
     }
 }
 
-/// Load a model from a folder, embedded toy name or cached repo id.
+/// Load a model from a folder, GGUF file, embedded toy name, named model or cached repo id.
 pub fn load(spec: &str, opts: &LoadOpts) -> Result<LoadedModel> {
     let dir = resolve(spec)?;
+    if let Some(file) = gguf_file_of(&dir)? {
+        let (model, tok) = gguf::load(&file, opts)?;
+        let name = opts.name.clone().unwrap_or_else(|| default_name(spec));
+        return Ok(LoadedModel {
+            name,
+            source: file,
+            model,
+            tok,
+        });
+    }
     let cfg = read_config(&dir)?;
     let tok = Tok::from_dir(&dir)?;
     let src = SafetensorsSource::open(&dir)?;
@@ -362,9 +405,45 @@ pub fn load(spec: &str, opts: &LoadOpts) -> Result<LoadedModel> {
     })
 }
 
+/// The GGUF file to load for a resolved path: the path itself when it is a file, or the one
+/// `.gguf` file of a folder without `config.json`.
+fn gguf_file_of(path: &Path) -> Result<Option<PathBuf>> {
+    if path.is_file() {
+        return Ok(Some(path.to_path_buf()));
+    }
+    if path.join("config.json").exists() {
+        return Ok(None);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension()
+                        .map(|x| x.eq_ignore_ascii_case("gguf"))
+                        .unwrap_or(false)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        n => Err(GimError::Load(format!(
+            "{} has no config.json but {n} .gguf files; pass the one to load",
+            path.display()
+        ))),
+    }
+}
+
 /// A short name for a model spec: the last path component without revision.
 pub fn default_name(spec: &str) -> String {
     let s = spec.trim().trim_end_matches('/');
     let s = s.split('@').next().unwrap_or(s);
-    s.rsplit('/').next().unwrap_or(s).to_string()
+    let s = s.rsplit('/').next().unwrap_or(s);
+    match s.rsplit_once('.') {
+        Some((stem, ext)) if ext.eq_ignore_ascii_case("gguf") && !stem.is_empty() => stem.into(),
+        _ => s.into(),
+    }
 }

@@ -1,5 +1,5 @@
 //! `gim circuit`: the `%gim circuit` analysis from the command line (JSON and pictures).
-//! It takes the magic's own arguments; `--model` names a folder, toy or repo id here.
+//! It takes the magic's own arguments; `--model` names a folder, .gguf file, toy, named model or repo id here.
 
 use super::logits::open;
 use crate::error::{GimError, Result};
@@ -26,12 +26,9 @@ pub struct Args {
 }
 
 pub fn run(mut a: Args) -> Result<()> {
-    let spec = a
-        .circuit
-        .problem
-        .model
-        .take()
-        .ok_or_else(|| GimError::input("give --model <folder|toy-ioi|org/name>"))?;
+    let spec = a.circuit.problem.model.take().ok_or_else(|| {
+        GimError::input("give --model <folder|file.gguf|toy-ioi|smollm2-135m|org/name>")
+    })?;
     let m = open(&spec, &a.dtype, &a.device)?;
     let mut s = Session::new();
     let name = m.name.clone();

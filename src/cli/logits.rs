@@ -7,7 +7,7 @@ use crate::model::Positions;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model folder, embedded toy name (toy-ioi) or Hugging Face repo id (org/name[@rev]).
+    /// Model folder, .gguf file, embedded toy (toy-ioi), named model (smollm2-135m) or Hugging Face repo id (org/name[@rev]).
     #[arg(long)]
     pub model: String,
     /// Comma-separated token ids.

@@ -78,7 +78,7 @@ impl Loader<'_> {
         let t = self.src.get(&full)?;
         if t.dims() != shape {
             return Err(GimError::Load(format!(
-                "tensor `{full}` has shape {:?} but the config implies {:?}; the checkpoint does not match its config.json",
+                "tensor `{full}` has shape {:?} but the config implies {:?}; the checkpoint does not match its config (config.json or GGUF metadata)",
                 t.dims(),
                 shape
             )));

@@ -8,11 +8,12 @@ use crate::session::{MimeBundle, Output, Session};
 
 pub const NAME: &str = "load";
 
-/// Load a model from a folder, an embedded toy (toy-ioi, toy-induction) or a Hugging Face repo id
-/// in the local cache (org/name[@revision]); it stays in memory and becomes the current model.
+/// Load a model from a folder, a GGUF file (dequantised to --dtype), an embedded toy (toy-ioi,
+/// toy-induction), a named real model (smollm2-135m, fetched by `make model`) or a Hugging Face repo
+/// id in the local cache (org/name[@revision]); it stays in memory and becomes the current model.
 #[derive(clap::Parser, Debug)]
 pub struct Args {
-    /// Folder, toy name or repo id.
+    /// Folder, .gguf file, toy name, named model or repo id.
     pub model: String,
     /// Name to refer to it by (default: the last path component).
     #[arg(long = "as")]

@@ -274,6 +274,11 @@ pub fn complete(s: &Session, line: &str, cursor: usize) -> Completion {
             cands.extend(s.models.keys().cloned());
         } else if m.name == "load" && words.len() == 1 {
             cands.extend(toy_names());
+            cands.extend(
+                crate::loader::NAMED_MODELS
+                    .iter()
+                    .map(|(n, _)| n.to_string()),
+            );
             cands.extend(crate::loader::cached_repo_ids());
         } else if m.name == "config" {
             cands.extend(SETTINGS_KEYS.iter().map(|k| format!("{k}=")));

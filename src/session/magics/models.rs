@@ -38,7 +38,7 @@ pub fn run_models(
 ) -> Result<Option<MimeBundle>, Flow> {
     if s.models.is_empty() {
         return Ok(Some(MimeBundle::text(
-            "no models loaded; `%gim load <folder|repo-id|toy-ioi>`",
+            "no models loaded; `%gim load <folder|file.gguf|repo-id|toy-ioi|smollm2-135m>`",
         )));
     }
     let mut text = String::new();
