@@ -55,7 +55,7 @@ screenshot-test: notebook-test
 # driven by Debian's headless Chromium through selenium, and check what it really displays:
 # pictures with a real size, readable text, help as Markdown, no JSON tree, no error; Tab
 # completion; the toolbar's interrupt button. Screenshots of every step go to out/lab.
-lab-test: kernel-install
+lab-test: kernel-install model
 	tools/ensure_chromium.sh
 	cd tests/browser && $(CURDIR)/$(PY) -m pytest -v -s -p no:cacheprovider . --shots $(CURDIR)/out/lab
 

@@ -28,6 +28,8 @@ STDERR = '[data-mime-type="application/vnd.jupyter.stderr"]'
 CELL_TIMEOUT = 300  # the machine is small; the circuit magic patches the model many times
 IG_STEPS = 2_000_000  # far more than finishes before the interrupt
 
+REAL_PROMPT = "When Mary and John went to the store, John gave a drink to"
+
 CELLS = {
     "load": "%gim load toy-ioi",
     "tokens": f'%gim tokens "{PROMPT}"',
@@ -41,6 +43,10 @@ CELLS = {
     "ig-steps": f"%gim config ig_steps={IG_STEPS}",
     "long": f'%gim attribute "{PROMPT}" --target " Mary" --method integrated-gradients',
     "models-after": "%gim models",
+    # the real pretrained model (make model): what a researcher sees first
+    "load-real": "%gim load smollm2-135m",
+    "generate-real": '%gim generate "The capital of France is" --max-tokens 8',
+    "attribute-real": f'%gim attribute "{REAL_PROMPT}" --target " Mary" --contrast " John"',
 }
 INDEX = {name: i for i, name in enumerate(CELLS)}
 
@@ -335,6 +341,17 @@ def test_interrupt_keeps_the_kernel(nb):
 
     nb.run("models-after")
     assert_text(nb, "models-after", "toy-ioi")
+
+
+def test_real_model_generates_and_attributes(nb):
+    nb.run("load-real", timeout=120)
+    assert_text(nb, "load-real", "smollm2-135m", "30 layers")
+    nb.run("generate-real", timeout=120)
+    assert_text(nb, "generate-real", "The capital of France is", "Paris")
+    nb.run("attribute-real", timeout=120)
+    assert_clean(nb, "attribute-real")
+    assert_picture_or_heatmap(nb, "attribute-real")
+    assert_text(nb, "attribute-real", "Mary", "John")
 
 
 def test_no_json_tree_anywhere(nb):
