@@ -77,7 +77,7 @@ $(TORCH_VENV)/.stamp: requirements-torch.txt
 	$(TORCH_VENV)/bin/python -m pip install -q -r requirements-torch.txt
 	touch $@
 
-check-transformers: build venv-torch
+check-transformers: build venv-torch model
 	$(TORCH_VENV)/bin/python tools/check_transformers.py
 
 bench-torch: build venv-torch

