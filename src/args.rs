@@ -9,7 +9,7 @@ use crate::eval::{induction_examples, read_examples, EvalExample, Fields};
 use crate::loader::LoadedModel;
 use crate::model::{GimRules, Positions};
 
-/// GIM settings as flags (shared by `attribute` and other commands).
+/// GIM settings as flags (`gim attribute`, `gim eval` and other commands).
 #[derive(clap::Args, Debug, Clone)]
 pub struct RuleArgs {
     /// Turn off norm freezing.
