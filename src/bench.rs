@@ -332,52 +332,6 @@ pub fn save_random_gpt2(shape: &str, dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Round trip of `attribute` on a hot model (kept in a Session, as in the kernel) against a
-/// fresh `gim attribute` process on the same input. Returns (hot ms, fresh ms).
-pub fn hot_vs_fresh(shape: &str, tokens: usize, reps: usize) -> Result<(f64, f64)> {
-    let dir = std::env::temp_dir().join(format!("gim-bench-{shape}-{}", std::process::id()));
-    save_random_gpt2(shape, &dir)?;
-    let prompt: Vec<String> = (0..tokens)
-        .map(|i| format!("<tok{}>", 7 + (13 * i) % 900))
-        .collect();
-    let prompt = prompt.join(" ");
-    let mut s = crate::session::Session::new();
-    let mut out = crate::session::Recorder::default();
-    s.run_magic(&format!("load {}", dir.display()), &mut out)
-        .map_err(|e| GimError::input(e.message))?;
-    let line = format!("attribute \"{prompt}\" --target-id 1 --baseline-id 0");
-    let hot = time_ms(reps, || {
-        s.run_magic(&line, &mut out)
-            .map(|_| ())
-            .map_err(|e| GimError::input(e.message))
-    })?;
-    let exe = std::env::current_exe().map_err(|e| GimError::Io(e.to_string()))?;
-    let fresh = time_ms(reps, || {
-        let st = std::process::Command::new(&exe)
-            .args(["attribute", "--model"])
-            .arg(&dir)
-            .args([
-                "--prompt",
-                &prompt,
-                "--target-id",
-                "1",
-                "--baseline-id",
-                "0",
-                "--json",
-            ])
-            .output()
-            .map_err(|e| GimError::Io(e.to_string()))?;
-        if !st.status.success() {
-            return Err(GimError::input(
-                String::from_utf8_lossy(&st.stderr).to_string(),
-            ));
-        }
-        Ok(())
-    })?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok((hot, fresh))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

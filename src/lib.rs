@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the code map.
 
+pub mod args;
 pub mod attribution;
 pub mod bench;
 pub mod chat;
@@ -15,9 +16,11 @@ pub mod kernel;
 pub mod loader;
 pub mod model;
 pub mod render;
+pub mod rng;
 pub mod session;
 pub mod text;
 pub mod tokenizer;
+pub mod toy;
 pub mod train;
 
 pub use error::{GimError, Result};

@@ -9,6 +9,7 @@
 mod edges;
 mod nodes;
 mod patterns;
+mod report;
 
 pub use edges::{connects, default_sizes, Edge, Receiver};
 pub use edges::{
@@ -17,6 +18,7 @@ pub use edges::{
 };
 pub use nodes::{exact_node_effects, node_attribution, patch_nodes, NodeAttribution};
 pub use patterns::{head_pattern_scores, pattern, self_repair, HeadPatternScores, SelfRepairRow};
+pub use report::{circuit_report, metric_name, CircuitReport};
 
 use candle_core::{DType, IndexOp, Tensor, D};
 use serde::{Deserialize, Serialize};

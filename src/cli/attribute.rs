@@ -6,55 +6,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
 use super::logits::{input_ids, open};
+pub use crate::args::RuleArgs;
 use crate::attribution::{
     attribute, attribute_many, AttributeRequest, Attribution, Baseline, Method, Objective,
     TargetSpec,
 };
 use crate::error::{GimError, Result};
 use crate::loader::LoadedModel;
-use crate::model::GimRules;
-
-/// GIM settings as flags (shared by `attribute` and other commands).
-#[derive(clap::Args, Debug, Clone)]
-pub struct RuleArgs {
-    /// Turn off norm freezing.
-    #[arg(long)]
-    pub no_freeze_norm: bool,
-    /// Attention-softmax backward temperature (1 = off).
-    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
-    pub softmax_temperature: f64,
-    /// Gradient scale on queries.
-    #[arg(long, default_value_t = 0.25, allow_negative_numbers = true)]
-    pub q_scale: f64,
-    /// Gradient scale on keys.
-    #[arg(long, default_value_t = 0.25, allow_negative_numbers = true)]
-    pub k_scale: f64,
-    /// Gradient scale on values.
-    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
-    pub v_scale: f64,
-    /// Gradient scale on the gate projection of gated MLPs.
-    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
-    pub gate_scale: f64,
-    /// Gradient scale on the up projection of gated MLPs.
-    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
-    pub up_scale: f64,
-}
-
-impl RuleArgs {
-    pub fn rules(&self) -> Result<GimRules> {
-        let r = GimRules {
-            freeze_norm: !self.no_freeze_norm,
-            softmax_temperature: Some(self.softmax_temperature),
-            q_scale: Some(self.q_scale),
-            k_scale: Some(self.k_scale),
-            v_scale: Some(self.v_scale),
-            gate_scale: Some(self.gate_scale),
-            up_scale: Some(self.up_scale),
-        };
-        r.validate()?;
-        Ok(r)
-    }
-}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -220,30 +178,7 @@ fn to_json(r: &Attribution) -> Result<String> {
 
 /// A short text table of an attribution.
 pub fn print_table(r: &Attribution) {
-    println!("{}", table(r));
-}
-
-pub fn table(r: &Attribution) -> String {
-    let mut s = format!(
-        "{} attribution of {:?} (id {}){} at position {} — {} = {:.4}\n",
-        r.method,
-        r.target,
-        r.target_id,
-        r.contrast
-            .as_ref()
-            .map(|c| format!(" vs {c:?}"))
-            .unwrap_or_default(),
-        r.position,
-        r.objective,
-        r.target_logit
-    );
-    for (i, (t, v)) in r.tokens.iter().zip(&r.attributions).enumerate() {
-        s.push_str(&format!("{i:>4}  {:<20} {v:>+10.5}\n", format!("{t:?}")));
-    }
-    if let Some(n) = &r.note {
-        s.push_str(&format!("note: {n}\n"));
-    }
-    s
+    println!("{}", crate::render::attribution_table(r));
 }
 
 fn run_batch(a: &Args, m: &LoadedModel, path: &str) -> Result<()> {

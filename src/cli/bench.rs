@@ -1,8 +1,9 @@
 //! `gim bench`: timings of forward passes and attribution methods, as ratios measured side by side.
 
-use crate::bench::{bench_model, random_model, table};
-use crate::error::Result;
+use crate::bench::{bench_model, random_model, save_random_gpt2, table, time_ms};
+use crate::error::{GimError, Result};
 use crate::loader;
+use crate::session::{Recorder, Session};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -46,7 +47,7 @@ pub fn run(a: Args) -> Result<()> {
     if a.hot_vs_fresh {
         for shape in &a.shape {
             for &t in &a.tokens {
-                let (hot, fresh) = crate::bench::hot_vs_fresh(shape, t, a.reps)?;
+                let (hot, fresh) = hot_vs_fresh(shape, t, a.reps)?;
                 println!("{shape} {t} tokens: attribute on a hot model {hot:.0} ms, fresh process {fresh:.0} ms ({:.1}x)", fresh / hot);
             }
         }
@@ -103,4 +104,51 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Round trip of `attribute` on a hot model (kept in a Session, as in the kernel) against a
+/// fresh `gim attribute` process on the same input. Returns (hot ms, fresh ms). Here in the CLI,
+/// not in `crate::bench`, because it drives a [`Session`].
+pub fn hot_vs_fresh(shape: &str, tokens: usize, reps: usize) -> Result<(f64, f64)> {
+    let dir = std::env::temp_dir().join(format!("gim-bench-{shape}-{}", std::process::id()));
+    save_random_gpt2(shape, &dir)?;
+    let prompt: Vec<String> = (0..tokens)
+        .map(|i| format!("<tok{}>", 7 + (13 * i) % 900))
+        .collect();
+    let prompt = prompt.join(" ");
+    let mut s = Session::new();
+    let mut out = Recorder::default();
+    s.run_magic(&format!("load {}", dir.display()), &mut out)
+        .map_err(|e| GimError::input(e.message))?;
+    let line = format!("attribute \"{prompt}\" --target-id 1 --baseline-id 0");
+    let hot = time_ms(reps, || {
+        s.run_magic(&line, &mut out)
+            .map(|_| ())
+            .map_err(|e| GimError::input(e.message))
+    })?;
+    let exe = std::env::current_exe().map_err(|e| GimError::Io(e.to_string()))?;
+    let fresh = time_ms(reps, || {
+        let st = std::process::Command::new(&exe)
+            .args(["attribute", "--model"])
+            .arg(&dir)
+            .args([
+                "--prompt",
+                &prompt,
+                "--target-id",
+                "1",
+                "--baseline-id",
+                "0",
+                "--json",
+            ])
+            .output()
+            .map_err(|e| GimError::Io(e.to_string()))?;
+        if !st.status.success() {
+            return Err(GimError::input(
+                String::from_utf8_lossy(&st.stderr).to_string(),
+            ));
+        }
+        Ok(())
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((hot, fresh))
 }

@@ -2,14 +2,16 @@
 //! It takes the magic's own arguments; `--model` names a folder, .gguf file, toy, named model or repo id here.
 
 use super::logits::open;
+use crate::args::CircuitArgs;
+use crate::circuit::circuit_report;
 use crate::error::{GimError, Result};
-use crate::session::magics::circuit::{circuit_figure, report, summary, Args as MagicArgs};
-use crate::session::Session;
+use crate::model::GimRules;
+use crate::render::{circuit_figure, circuit_summary};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    pub circuit: MagicArgs,
+    pub circuit: CircuitArgs,
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     #[arg(long, default_value = "cpu")]
@@ -30,13 +32,12 @@ pub fn run(mut a: Args) -> Result<()> {
         GimError::input("give --model <folder|file.gguf|toy-ioi|smollm2-135m|org/name>")
     })?;
     let m = open(&spec, &a.dtype, &a.device)?;
-    let mut s = Session::new();
-    let name = m.name.clone();
-    s.models.insert(name.clone(), m);
-    s.current = Some(name);
-    let r = report(&s, &a.circuit)?;
+    let p = a.circuit.problem.problem(&m)?;
+    // The session's default rules (`%gim config` starts from GimRules::gim()).
+    let c = &a.circuit;
+    let r = circuit_report(&m, &p, GimRules::gim(), c.top, c.faithfulness, c.seed)?;
     if a.svg.is_some() || a.png.is_some() {
-        let fig = circuit_figure(s.model()?, &r)?;
+        let fig = circuit_figure(&r, m.model.cfg.n_rep())?;
         let write = |p: &String, bytes: &[u8]| {
             std::fs::write(p, bytes).map_err(|e| GimError::input(format!("cannot write {p}: {e}")))
         };
@@ -53,7 +54,7 @@ pub fn run(mut a: Args) -> Result<()> {
             serde_json::to_string(&r).map_err(|e| GimError::Io(e.to_string()))?
         );
     } else {
-        print!("{}", summary(&r));
+        print!("{}", circuit_summary(&r));
     }
     Ok(())
 }

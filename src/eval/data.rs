@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::attribution::TargetSpec;
 use crate::error::{GimError, Result};
-use crate::train::rng::Rng;
-use crate::train::tasks::induction_symbols;
+use crate::rng::Rng;
+use crate::toy::induction_symbols;
 
 /// One prompt to explain: its text, target and optional foil.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ use candle_core::{DType, Tensor, D};
 
 use super::config::{ModelConfig, NormKind, Positional};
 use super::hooks::{Cache, HookPoint};
-use super::kernels;
+use super::kernels::{self, scale};
 use super::row_kernels;
 use super::rules::GimRules;
 use super::transformer::{lin, norm, position_ids, repeat_kv, Rope};
@@ -386,14 +386,6 @@ impl MaxWith for DType {
         } else {
             self
         }
-    }
-}
-
-/// `x · s` for a set GIM gradient scale other than 1, else `x`.
-pub(crate) fn scale(x: &Tensor, s: Option<f64>) -> Result<Tensor> {
-    match s {
-        Some(v) if v != 1.0 => Ok(x.affine(v, 0.0)?),
-        _ => Ok(x.clone()),
     }
 }
 

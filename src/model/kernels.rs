@@ -11,7 +11,6 @@
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::backward::scale;
 use super::config::Activation;
 use crate::error::Result;
 
@@ -218,6 +217,15 @@ fn fused<const I: usize, const O: usize>(
 }
 
 // ---------------------------------------------------------------- the activations
+
+/// `x · s` for a set GIM gradient scale other than 1, else `x` (the backward engine's scaled
+/// gradients; here so that `backward.rs` uses the kernels and not the other way round).
+pub(crate) fn scale(x: &Tensor, s: Option<f64>) -> Result<Tensor> {
+    match s {
+        Some(v) if v != 1.0 => Ok(x.affine(v, 0.0)?),
+        _ => Ok(x.clone()),
+    }
+}
 
 /// `act(x)`; one fused pass for GELU-tanh and SiLU on f32 CPU tensors autograd does not track.
 pub fn act(a: Activation, x: &Tensor) -> Result<Tensor> {

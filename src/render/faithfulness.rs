@@ -2,12 +2,12 @@
 //! notebook bundle.
 
 use super::bars::{bar_chart, BarChart, BarPanel};
+use super::bundle::MimeBundle;
 use super::html::escape;
 use super::notebook::bundle;
 use super::Figure;
 use crate::error::Result;
 use crate::eval::{EvalRun, MethodSummary, Stat};
-use crate::session::MimeBundle;
 
 fn cell(s: &Stat) -> String {
     match (s.mean.is_finite(), s.ci95.is_finite()) {

@@ -15,6 +15,8 @@
 
 mod axes;
 mod bars;
+mod bundle;
+mod circuit;
 mod color;
 mod curves;
 mod faithfulness;
@@ -23,10 +25,13 @@ mod heads;
 mod html;
 mod notebook;
 mod scene;
+mod table;
 mod text;
 mod tokens;
 
 pub use bars::{bar_chart, BarChart, BarPanel};
+pub use bundle::{new_display_id, MimeBundle, RESULT_MIME};
+pub use circuit::{circuit_figure, circuit_summary, edge_graph};
 pub use color::{diverging, sequential, Rgb};
 pub use curves::{line_chart, Curve, LineChart};
 pub use faithfulness::{
@@ -37,6 +42,7 @@ pub use heads::{attention_pattern, head_heatmap, AttentionPattern, HeadScores};
 pub use html::token_html;
 pub use notebook::{attribution_bundle, bundle, demo_bundle, demo_scores};
 pub use scene::PNG_SCALE;
+pub use table::attribution_table;
 pub use text::{display_token, escape_missing, has_glyph, text_width};
 pub use tokens::{
     compare_heatmap, token_heatmap, CompareOpts, Comparison, HeatmapOpts, MethodRow, TokenScores,

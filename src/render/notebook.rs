@@ -3,11 +3,11 @@
 use base64::Engine;
 use serde_json::Value;
 
+use super::bundle::MimeBundle;
 use super::html::token_html;
 use super::tokens::{token_heatmap, HeatmapOpts, TokenScores};
 use super::Figure;
 use crate::attribution::Attribution;
-use crate::session::MimeBundle;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)

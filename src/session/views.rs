@@ -54,7 +54,7 @@ fn json<T: Serialize>(v: &T) -> serde_json::Value {
 
 /// Text table of one attribution.
 pub fn attribution_text(r: &Attribution) -> String {
-    crate::cli::attribute::table(r)
+    render::attribution_table(r)
 }
 
 /// An attribution: text table, HTML token view, heatmap picture and the result as JSON.

@@ -2,8 +2,10 @@
 //! saved as ordinary Hugging Face checkpoints. Deterministic for a seed and thread count.
 
 pub mod export;
-pub mod rng;
 pub mod tasks;
+
+/// The seeded generator now lives in the leaf module [`crate::rng`].
+pub use crate::rng;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use serde::Serialize;
 use crate::error::{GimError, Result};
 use crate::model::init::{init_weights, Init};
 use crate::model::{ForwardOpts, ModelConfig, Positions, Transformer};
-use rng::Rng;
+use crate::rng::Rng;
 use tasks::{Batch, Vocab};
 
 /// The toy tasks.

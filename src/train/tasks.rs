@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use super::rng::Rng;
+use crate::rng::Rng;
+pub use crate::toy::induction_symbols;
 
 pub const SPECIALS: [&str; 3] = ["<pad>", "<unk>", "<bos>"];
 pub const PAD: u32 = 0;
@@ -74,15 +75,6 @@ pub struct Batch {
 }
 
 // ---------------------------------------------------------------- induction
-
-/// Syllable symbols `ba be bi bo bu da ...`.
-pub fn induction_symbols() -> Vec<String> {
-    let cons = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t"];
-    let vows = ["a", "e", "i", "o"];
-    cons.iter()
-        .flat_map(|c| vows.iter().map(move |v| format!("{c}{v}")))
-        .collect()
-}
 
 /// Length of every induction training row (BOS included).
 pub const INDUCTION_LEN: usize = 32;

@@ -4,9 +4,9 @@ use super::attribute::pick;
 use super::problem::{metric_name, ProblemArgs};
 use super::Flow;
 use crate::attribution::Method;
-use crate::circuit::{edge_attribution, Edge, Node, Receiver};
+use crate::circuit::{edge_attribution, Edge, Receiver};
 use crate::loader::LoadedModel;
-use crate::render::{self, CircuitEdge, CircuitGraph, CircuitNode, GraphOpts, NodeKind};
+use crate::render::{self, GraphOpts};
 use crate::session::{MimeBundle, Output, Session};
 
 pub const NAME: &str = "edges";
@@ -27,56 +27,9 @@ pub struct Args {
     pub var: Option<String>,
 }
 
-fn node_id(n: Node) -> String {
-    n.label()
-}
-
-/// A circuit graph of edges (node = the receiver's component; q/k/v shown on the edge label).
-pub fn graph(m: &LoadedModel, edges: &[Edge], title: String) -> CircuitGraph {
-    let rep = m.model.cfg.n_rep();
-    let mut nodes: Vec<CircuitNode> = Vec::new();
-    let add =
-        |id: String, label: String, layer: usize, kind: NodeKind, nodes: &mut Vec<CircuitNode>| {
-            if !nodes.iter().any(|n| n.id == id) {
-                nodes.push(CircuitNode {
-                    id,
-                    label,
-                    layer,
-                    kind,
-                });
-            }
-        };
-    let mut out_edges = Vec::new();
-    for e in edges {
-        let (fid, flayer, fkind) = match e.from {
-            Node::Embed => ("emb".to_string(), 0, NodeKind::Embedding),
-            Node::Head { layer, .. } => (node_id(e.from), layer, NodeKind::Head),
-            Node::Mlp { layer } => (node_id(e.from), layer, NodeKind::Mlp),
-        };
-        add(fid.clone(), e.from.label(), flayer, fkind, &mut nodes);
-        let (tid, tlayer, tkind) = match e.to.node(rep) {
-            None => ("logits".to_string(), 0, NodeKind::Logit),
-            Some(n @ Node::Head { layer, .. }) => (node_id(n), layer, NodeKind::Head),
-            Some(n @ Node::Mlp { layer }) => (node_id(n), layer, NodeKind::Mlp),
-            Some(Node::Embed) => ("emb".to_string(), 0, NodeKind::Embedding),
-        };
-        let tlabel = if tid == "logits" {
-            "logits".to_string()
-        } else {
-            tid.clone()
-        };
-        add(tid.clone(), tlabel, tlayer, tkind, &mut nodes);
-        out_edges.push(CircuitEdge {
-            from: fid,
-            to: tid,
-            score: e.score,
-        });
-    }
-    CircuitGraph {
-        nodes,
-        edges: out_edges,
-        title,
-    }
+/// A circuit graph of edges on `m` (see [`render::edge_graph`]).
+pub fn graph(m: &LoadedModel, edges: &[Edge], title: String) -> render::CircuitGraph {
+    render::edge_graph(edges, m.model.cfg.n_rep(), title)
 }
 
 pub fn receiver_label(r: &Receiver) -> String {

@@ -2,8 +2,8 @@
 //! table, a bar chart and JSON.
 
 use super::Flow;
+use crate::args::EvalSet;
 use crate::attribution::{AttributeRequest, Baseline};
-use crate::cli::eval::EvalSet;
 use crate::eval::{evaluate, FaithfulnessOpts};
 use crate::render::faithfulness_bundle;
 use crate::session::{MimeBundle, Output, Session};

@@ -1,4 +1,5 @@
-//! A small seeded generator so training data and initial weights are reproducible.
+//! A small seeded generator (SplitMix64) so training data, initial weights, generated evaluation
+//! prompts and random rankings are reproducible. A leaf: it imports nothing of the crate.
 
 /// SplitMix64.
 #[derive(Debug, Clone)]

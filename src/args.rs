@@ -1,0 +1,264 @@
+//! Clap argument groups that more than one front end takes: `gim` subcommands (`cli`) and `%gim`
+//! magics (`session::magics`) flatten the same structs, so a flag means the same everywhere.
+//! Above the analyses (it turns flags into their requests), below the session and the CLI.
+
+use crate::attribution::Method;
+use crate::circuit::{Corruption, Problem};
+use crate::error::{GimError, Result};
+use crate::eval::{induction_examples, read_examples, EvalExample, Fields};
+use crate::loader::LoadedModel;
+use crate::model::{GimRules, Positions};
+
+/// GIM settings as flags (`gim attribute`, `gim eval` and other commands).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RuleArgs {
+    /// Turn off norm freezing.
+    #[arg(long)]
+    pub no_freeze_norm: bool,
+    /// Attention-softmax backward temperature (1 = off).
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
+    pub softmax_temperature: f64,
+    /// Gradient scale on queries.
+    #[arg(long, default_value_t = 0.25, allow_negative_numbers = true)]
+    pub q_scale: f64,
+    /// Gradient scale on keys.
+    #[arg(long, default_value_t = 0.25, allow_negative_numbers = true)]
+    pub k_scale: f64,
+    /// Gradient scale on values.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub v_scale: f64,
+    /// Gradient scale on the gate projection of gated MLPs.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub gate_scale: f64,
+    /// Gradient scale on the up projection of gated MLPs.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub up_scale: f64,
+}
+
+impl RuleArgs {
+    pub fn rules(&self) -> Result<GimRules> {
+        let r = GimRules {
+            freeze_norm: !self.no_freeze_norm,
+            softmax_temperature: Some(self.softmax_temperature),
+            q_scale: Some(self.q_scale),
+            k_scale: Some(self.k_scale),
+            v_scale: Some(self.v_scale),
+            gate_scale: Some(self.gate_scale),
+            up_scale: Some(self.up_scale),
+        };
+        r.validate()?;
+        Ok(r)
+    }
+}
+
+/// Generated data sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalTask {
+    /// induction prompts from the toy task's generator (for toy-induction)
+    Induction,
+}
+
+/// Which examples and methods an evaluation runs: the options `gim eval` and `%gim eval` share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalSet {
+    /// JSONL, one {"prompt":..,"target":..,"contrast":..} per line (or the toy IOI format:
+    /// "clean" as prompt, "io" as target).
+    #[arg(long, required_unless_present = "task", conflicts_with = "task")]
+    pub data: Option<String>,
+    /// Generate the examples instead of reading --data.
+    #[arg(long, value_enum)]
+    pub task: Option<EvalTask>,
+    /// Examples to generate with --task.
+    #[arg(long, default_value_t = 50, requires = "task")]
+    pub n: usize,
+    /// Seed of the generated examples.
+    #[arg(long, default_value_t = 1)]
+    pub task_seed: u64,
+    /// Comma-separated methods (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Option<Vec<String>>,
+    /// Use only the first N examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Keep only lines whose JSON field equals the value, e.g. heldout_template=true (repeatable).
+    #[arg(long, value_name = "FIELD=VALUE")]
+    pub filter: Vec<String>,
+    /// Field holding the prompt text (default: prompt, else clean).
+    #[arg(long)]
+    pub prompt_field: Option<String>,
+    /// Field holding the target text (default: target_id, else target, else io).
+    #[arg(long)]
+    pub target_field: Option<String>,
+    /// Field holding the contrast text, e.g. `s` for the IOI subject (default: contrast_id, else contrast).
+    #[arg(long)]
+    pub contrast_field: Option<String>,
+    /// Most top-ranked tokens replaced for comprehensiveness.
+    #[arg(long, default_value_t = 50)]
+    pub max_steps: usize,
+}
+
+impl EvalSet {
+    /// The methods (default: every method).
+    pub fn methods(&self) -> Result<Vec<Method>> {
+        methods(&self.methods)
+    }
+
+    /// The examples, read or generated, after `--filter` and `--limit`; never empty.
+    pub fn examples(&self) -> Result<Vec<EvalExample>> {
+        if self.max_steps == 0 {
+            return Err(GimError::input("--max-steps must be at least 1"));
+        }
+        let mut ex = match (&self.data, self.task) {
+            (_, Some(EvalTask::Induction)) => induction_examples(self.n, self.task_seed),
+            (Some(path), None) => read_examples(
+                path,
+                &Fields {
+                    prompt: self.prompt_field.clone(),
+                    target: self.target_field.clone(),
+                    contrast: self.contrast_field.clone(),
+                    filter: filters(&self.filter)?,
+                },
+            )?,
+            (None, None) => return Err(GimError::input("give --data or --task")),
+        };
+        if let Some(n) = self.limit {
+            ex.truncate(n);
+        }
+        if ex.is_empty() {
+            return Err(GimError::input("no examples to evaluate"));
+        }
+        Ok(ex)
+    }
+}
+
+/// Parse `--methods` (default: every method).
+pub fn methods(names: &Option<Vec<String>>) -> Result<Vec<Method>> {
+    match names {
+        None => Ok(Method::ALL.to_vec()),
+        Some(v) => {
+            let ms: Vec<Method> = v
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| Method::parse(s))
+                .collect::<Result<_>>()?;
+            if ms.is_empty() {
+                return Err(GimError::input("--methods is empty"));
+            }
+            Ok(ms)
+        }
+    }
+}
+
+/// Parse `FIELD=VALUE` filters.
+pub fn filters(v: &[String]) -> Result<Vec<(String, String)>> {
+    v.iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| GimError::input(format!("--filter {f:?}: use FIELD=VALUE")))
+        })
+        .collect()
+}
+
+/// Clean/corrupt prompts and the logit-difference metric.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProblemArgs {
+    /// The clean prompt.
+    #[arg(long)]
+    pub clean: String,
+    /// The corrupted prompt (same number of tokens). Without it, use --zero or --mean ablation.
+    #[arg(long)]
+    pub corrupt: Option<String>,
+    /// Zero-ablate instead of using a corrupted prompt.
+    #[arg(long, conflicts_with_all = ["corrupt", "mean"])]
+    pub zero: bool,
+    /// Mean-ablate (mean over the clean prompt's positions) instead of a corrupted prompt.
+    #[arg(long, conflicts_with = "corrupt")]
+    pub mean: bool,
+    /// Target token text (default: the clean prompt's top prediction).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Foil token text: the metric is logit(target) − logit(foil) (default: the corrupted
+    /// prompt's top prediction when it differs from the target, else the plain target logit).
+    #[arg(long)]
+    pub foil: Option<String>,
+    /// Model to use (default: the current one).
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+fn one_token(m: &LoadedModel, t: &str, what: &str) -> Result<u32> {
+    let ids = crate::attribution::target_text_ids(&m.tok, t, what)?;
+    if ids.len() != 1 {
+        return Err(GimError::input(format!(
+            "the {what} {t:?} is {} tokens; it must be one token",
+            ids.len()
+        )));
+    }
+    Ok(ids[0])
+}
+
+fn top(m: &LoadedModel, ids: &[u32]) -> Result<u32> {
+    let l = m
+        .model
+        .logits(&[ids.to_vec()], Positions::Last)?
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?;
+    Ok(l.argmax(0)?.to_scalar::<u32>()?)
+}
+
+impl ProblemArgs {
+    pub fn problem(&self, m: &LoadedModel) -> Result<Problem> {
+        let clean = m.tok.encode(&self.clean, true)?;
+        let corrupt = match (&self.corrupt, self.zero, self.mean) {
+            (Some(c), _, _) => Corruption::Prompt(m.tok.encode(c, true)?),
+            (None, true, _) => Corruption::Zero,
+            (None, _, true) => Corruption::Mean,
+            _ => {
+                return Err(GimError::input(
+                    "give --corrupt \"<prompt>\" (same length), or --zero / --mean ablation",
+                ))
+            }
+        };
+        let target = match &self.target {
+            Some(t) => one_token(m, t, "target")?,
+            None => top(m, &clean)?,
+        };
+        let foil = match (&self.foil, &corrupt) {
+            (Some(f), _) => Some(one_token(m, f, "foil")?),
+            (None, Corruption::Prompt(c)) if c.len() == clean.len() => {
+                Some(top(m, c)?).filter(|f| *f != target)
+            }
+            _ => None,
+        };
+        let p = Problem {
+            clean,
+            corrupt,
+            target,
+            foil,
+        };
+        p.validate(m)?;
+        Ok(p)
+    }
+}
+
+/// Find a circuit: rank edges by GIM edge attribution, keep the top K (or the fewest edges that
+/// reach a faithfulness target), and verify by running the model with every other edge patched
+/// to its corrupted value. Draws the circuit and the faithfulness curves of GIM, plain
+/// attribution patching and a random ranking.
+#[derive(clap::Parser, Debug)]
+pub struct CircuitArgs {
+    #[command(flatten)]
+    pub problem: ProblemArgs,
+    /// Keep this many edges.
+    #[arg(long, conflicts_with = "faithfulness")]
+    pub top: Option<usize>,
+    /// Keep the fewest edges whose circuit reaches this faithfulness (default 0.9).
+    #[arg(long)]
+    pub faithfulness: Option<f64>,
+    /// Seed of the random ranking.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long = "as")]
+    pub var: Option<String>,
+}
