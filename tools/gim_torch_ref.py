@@ -27,6 +27,14 @@ replaced by overwriting `eager_attention_forward` in each loaded modeling module
 classes look it up as a module global at call time). `GimPatch` is a context manager that restores
 everything on exit.
 
+Fast float32 mode (`GimPatch(model, rules, fast=True)`, what tools/torch_bench.py times): the same
+four rules in the model's own dtype, norms and softmax computed in float32 as transformers itself
+does, each rule one custom autograd Function: a frozen RMSNorm / LayerNorm whose backward is
+g * w * inv_rms (LayerNorm: that, minus its mean over features), a softmax that keeps s_T from the
+forward and runs one fused softmax backward on it, the same identity-with-scaled-gradient for Q/K/V
+and gate/up. Norms with freezing off keep transformers' own forward. `validate --fast` checks it on
+every fixture family against the float64 fixtures (float32 rounding: ~1e-6..1e-4).
+
 Attribution: attribution_i = sum_d d target / d inputs_embeds[i, d] * (E(x)[i, d] - E(b)[i, d]),
 E = model.get_input_embeddings() (token embedding only), b = the baseline token repeated,
 target = logit[p, t] or logit[p, t] - logit[p, foil].
@@ -34,6 +42,7 @@ target = logit[p, t] or logit[p, t] - logit[p, foil].
 CLI:
   gim_torch_ref.py validate [--fixtures DIR] [--arch llama,mistral,...]  (default: all 8 families)
       reproduce the shared fixtures (every case, every rule set) and print the worst relative error
+      (--fast: the float32 fast patch instead, with a float32 tolerance)
   gim_torch_ref.py attribute --model DIR [--gguf-file NAME] --prompt TEXT [--rules gim] [--target ID]
       [--foil ID] [--position P] [--baseline ID]
 """
@@ -103,6 +112,97 @@ def gim_softmax(x, temperature):
     return _TempSoftmax.apply(x, float(temperature))
 
 
+class _TempSoftmaxFast(torch.autograd.Function):
+    """The same rule as _TempSoftmax in the input's dtype, cheaper: s_T = softmax(x / T) is computed
+    in the forward and saved (not x), and the backward is aten's fused softmax backward on it,
+    which computes exactly s_T * (g - sum(g * s_T))."""
+
+    @staticmethod
+    def forward(ctx, x, temperature):
+        s_t = torch.softmax(x / temperature, dim=-1)
+        ctx.save_for_backward(s_t)
+        return torch.softmax(x, dim=-1)
+
+    @staticmethod
+    def backward(ctx, g):
+        (s_t,) = ctx.saved_tensors
+        return torch._softmax_backward_data(g.contiguous(), s_t, -1, s_t.dtype), None
+
+
+def gim_softmax_fast(x, temperature):
+    if temperature is None:
+        return torch.softmax(x, dim=-1)
+    return _TempSoftmaxFast.apply(x, float(temperature))
+
+
+def _sum_to_last(t):
+    return t.reshape(-1, t.shape[-1]).sum(0)
+
+
+class _FrozenRMSNorm(torch.autograd.Function):
+    """w * x * inv_rms (Gemma: (1 + w) * ...), inv_rms = rsqrt(mean(x^2) + eps) held constant in the
+    backward: grad_x = g * w * inv_rms. A weight gradient only when the weight requires one."""
+
+    @staticmethod
+    def forward(ctx, x, weight, eps, gemma_style):
+        inv = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        w = (1.0 + weight) if gemma_style else weight
+        h = x * inv
+        ctx.save_for_backward(inv, w, h if ctx.needs_input_grad[1] else None)
+        return h * w
+
+    @staticmethod
+    def backward(ctx, g):
+        inv, w, h = ctx.saved_tensors
+        gw = _sum_to_last(g * h) if ctx.needs_input_grad[1] else None
+        return g * (w * inv), gw, None, None
+
+
+class _FrozenLayerNorm(torch.autograd.Function):
+    """((x - mean) * inv_std) * w + b with inv_std constant in the backward; the mean subtraction
+    stays differentiable: grad_x = gh - mean(gh), gh = g * w * inv_std."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        xc = x - x.mean(-1, keepdim=True)
+        inv = torch.rsqrt(xc.pow(2).mean(-1, keepdim=True) + eps)
+        h = xc * inv
+        need_w = weight is not None and ctx.needs_input_grad[1]
+        ctx.save_for_backward(inv, weight, h if need_w else None)
+        ctx.has_bias = bias is not None
+        out = h * weight if weight is not None else h
+        return out + bias if bias is not None else out
+
+    @staticmethod
+    def backward(ctx, g):
+        inv, w, h = ctx.saved_tensors
+        gh = (g * w if w is not None else g) * inv
+        gx = gh - gh.mean(-1, keepdim=True)
+        gw = _sum_to_last(g * h) if h is not None else None
+        gb = _sum_to_last(g) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None
+
+
+def _rmsnorm_forward_fast(module, gemma_style):
+    eps = getattr(module, "variance_epsilon", None)
+    if eps is None:
+        eps = getattr(module, "eps")
+
+    def forward(hidden_states):
+        out = _FrozenRMSNorm.apply(hidden_states.to(torch.float32), module.weight.to(torch.float32),
+                                   float(eps), gemma_style)
+        return out.to(hidden_states.dtype)
+
+    return forward
+
+
+def _layernorm_forward_fast(module):
+    def forward(hidden_states):
+        return _FrozenLayerNorm.apply(hidden_states, module.weight, module.bias, float(module.eps))
+
+    return forward
+
+
 # ----------------------------------------------------------------------------- patched forwards
 def _repeat_kv(x, n_rep):
     if n_rep == 1:
@@ -111,7 +211,7 @@ def _repeat_kv(x, n_rep):
     return x[:, :, None, :, :].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
 
 
-def _make_attention(rules, counter):
+def _make_attention(rules, counter, softmax=gim_softmax):
     """A drop-in for transformers' `eager_attention_forward` (llama, mistral, qwen2/3, gemma, gemma2,
     phi3, gpt2 all call it as fn(module, query, key, value, attention_mask, scaling=..., dropout=...,
     [softcap=...], **kwargs) with query/key/value as [batch, heads, seq, head_dim], RoPE applied)."""
@@ -138,7 +238,7 @@ def _make_attention(rules, counter):
                 mask = torch.where(mask, torch.zeros((), dtype=x.dtype, device=x.device),
                                    torch.tensor(torch.finfo(x.dtype).min, dtype=x.dtype, device=x.device))
             x = x + mask.to(x.dtype)
-        w = gim_softmax(x, rules["softmax_temperature"]).to(query.dtype)
+        w = softmax(x, rules["softmax_temperature"]).to(query.dtype)
         out = torch.matmul(w, value).transpose(1, 2).contiguous()
         return out, w
 
@@ -198,17 +298,19 @@ def _gated_mlp_forward(module, rules):
 
 class GimPatch(contextlib.AbstractContextManager):
     """Patch a transformers model with the GIM rules `rules` (a dict like RULE_SETS["gim"]).
-    With every rule off the patched model computes the ordinary gradient (still in float64)."""
+    With every rule off the patched model computes the ordinary gradient (still in float64).
+    fast=True: the float32 fast mode of the module docstring (same rules, the model's dtype)."""
 
-    def __init__(self, model, rules):
-        self.model, self.rules = model, {**_OFF, **rules}
+    def __init__(self, model, rules, fast=False):
+        self.model, self.rules, self.fast = model, {**_OFF, **rules}, fast
         self._undo = []
         self.attention_calls = [0]  # how often the patched attention ran (checked by `attribute`)
         self.patched = {"norm": 0, "mlp": 0, "attention_modules": 0}
 
     def __enter__(self):
         rules = self.rules
-        attn = _make_attention(rules, self.attention_calls)
+        attn = _make_attention(rules, self.attention_calls,
+                               softmax=gim_softmax_fast if self.fast else gim_softmax)
         mods = {type(m).__module__ for m in self.model.modules()}
         for name in mods:
             mod = sys.modules.get(name) or importlib.import_module(name)
@@ -218,7 +320,16 @@ class GimPatch(contextlib.AbstractContextManager):
                 self.patched["attention_modules"] += 1
         for m in self.model.modules():
             cls = type(m).__name__
-            if cls.endswith("RMSNorm"):
+            is_norm = cls.endswith("RMSNorm") or isinstance(m, torch.nn.LayerNorm)
+            if self.fast and is_norm:
+                self.patched["norm"] += 1
+                if not rules["freeze_norm"]:
+                    continue  # transformers' own forward: the ordinary gradient
+                if cls.endswith("RMSNorm"):
+                    new = _rmsnorm_forward_fast(m, gemma_style=cls.startswith("Gemma"))
+                else:
+                    new = _layernorm_forward_fast(m)
+            elif cls.endswith("RMSNorm"):
                 new = _rmsnorm_forward(m, rules["freeze_norm"], gemma_style=cls.startswith("Gemma"))
                 self.patched["norm"] += 1
             elif isinstance(m, torch.nn.LayerNorm):
@@ -255,16 +366,18 @@ def load_model(model_dir, gguf_file=None):
 
 
 def attribute(model, input_ids, baseline_token_id, rules, target_token_id=None, target_position=-1,
-              foil_token_id=None):
+              foil_token_id=None, fast=False):
     """GIM (or any rule set) token attributions. Returns a dict with attributions (list of n floats),
-    the target token, the target value (logit or logit difference) and the target-position logits."""
+    the target token, the target value (logit or logit difference) and the target-position logits.
+    fast=True: the float32 fast patch on a model in its own dtype (embeddings kept in that dtype)."""
     ids = torch.tensor([list(input_ids)])
     emb = model.get_input_embeddings()
+    dtype = emb.weight.dtype if fast else torch.float64
     with torch.no_grad():
-        e_x = emb(ids).to(torch.float64)
-        e_b = emb(torch.full_like(ids, baseline_token_id)).to(torch.float64)
+        e_x = emb(ids).to(dtype)
+        e_b = emb(torch.full_like(ids, baseline_token_id)).to(dtype)
     x = e_x.clone().requires_grad_(True)
-    with GimPatch(model, rules) as patch:
+    with GimPatch(model, rules, fast=fast) as patch:
         logits = model(inputs_embeds=x, use_cache=False).logits[0, target_position]
         n_layers = model.config.num_hidden_layers
         # guard against a transformers version that bypasses the patch (e.g. not eager attention,
@@ -290,13 +403,16 @@ def forward_logits(model, input_ids):
 
 
 # ----------------------------------------------------------------------------- validation
-def validate(fixtures_dir, archs):
-    """Reproduce every case and rule set of the shared fixtures; returns {arch: {rule: worst}}."""
+def validate(fixtures_dir, archs, fast=False):
+    """Reproduce every case and rule set of the shared fixtures; returns {arch: {rule: worst}}.
+    fast=True: with the float32 fast patch on the float32 model."""
     fixtures_dir = Path(fixtures_dir)
     result = {}
     for arch in archs:
         fx = json.loads((fixtures_dir / f"{arch}.json").read_text())
         model = load_model(fixtures_dir / fx["model_dir"])
+        if fast:
+            model = model.float()
         worst = {r: 0.0 for r in fx["rule_sets"]}
         worst["logits"] = 0.0
         for case in fx["cases"]:
@@ -304,12 +420,12 @@ def validate(fixtures_dir, archs):
             ref_logits = torch.tensor(case["logits_last"], dtype=torch.float64)
             for rname, rules in fx["rule_sets"].items():
                 out = attribute(model, case["input_ids"], case["baseline_token_id"], rules,
-                                target_token_id=case["target_token_id"], target_position=tp)
+                                target_token_id=case["target_token_id"], target_position=tp, fast=fast)
                 ref = torch.tensor(case["attributions"][rname], dtype=torch.float64)
                 ours = torch.tensor(out["attributions"], dtype=torch.float64)
                 err = ((ours - ref).abs().max() / ref.abs().max()).item()
                 worst[rname] = max(worst[rname], err)
-                lerr = ((out["logits"] - ref_logits).abs().max() / ref_logits.abs().max()).item()
+                lerr = ((out["logits"].double() - ref_logits).abs().max() / ref_logits.abs().max()).item()
                 worst["logits"] = max(worst["logits"], lerr)
             if case["target_kind"] == "argmax":
                 assert int(ref_logits.argmax()) == case["target_token_id"]
@@ -325,7 +441,8 @@ def main():
     v = sub.add_parser("validate")
     v.add_argument("--fixtures", default=str(Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
     v.add_argument("--arch", default="llama,mistral,qwen2,qwen3,gemma,gemma2,phi3,gpt2")
-    v.add_argument("--tol", type=float, default=1e-9)
+    v.add_argument("--tol", type=float, help="worst relative error allowed (default 1e-9; --fast: 1e-3)")
+    v.add_argument("--fast", action="store_true", help="the float32 fast patch (what torch_bench times)")
     a = sub.add_parser("attribute")
     a.add_argument("--model", required=True)
     a.add_argument("--gguf-file")
@@ -338,10 +455,11 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.cmd == "validate":
-        res = validate(args.fixtures, args.arch.split(","))
-        bad = [(a, r, e) for a, w in res.items() for r, e in w.items() if r != "logits" and e > args.tol]
+        res = validate(args.fixtures, args.arch.split(","), fast=args.fast)
+        tol = args.tol if args.tol is not None else (1e-3 if args.fast else 1e-9)
+        bad = [(a, r, e) for a, w in res.items() for r, e in w.items() if r != "logits" and e > tol]
         for a_, r, e in bad:
-            print(f"FAIL {a_} {r}: {e:.2e} > {args.tol:.0e}")
+            print(f"FAIL {a_} {r}: {e:.2e} > {tol:.0e}")
         sys.exit(1 if bad else 0)
     from transformers import AutoTokenizer
     kw = {"gguf_file": args.gguf_file} if args.gguf_file else {}
