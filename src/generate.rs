@@ -187,20 +187,21 @@ pub fn decode(m: &LoadedModel, ids: &[u32], stop_ids: &[u32]) -> String {
     m.tok.decode(&kept)
 }
 
-/// Greedy continuation of `prompt` as a [`Generation`].
+/// Greedy continuation of `prompt` as a [`Generation`], ending at any of `stop_ids` (usually
+/// [`eos_ids`], which callers look up once: for a GGUF file it reads the file's metadata).
 pub fn continue_text(
     m: &LoadedModel,
     prompt: &str,
     max_tokens: usize,
+    stop_ids: &[u32],
     on_token: impl FnMut(&[u32]) -> Result<()>,
 ) -> Result<Generation> {
     let prompt_ids = m.tok.encode(prompt, true)?;
-    let stop_ids = eos_ids(m);
-    let (ids, stop) = generate(m, &prompt_ids, max_tokens, &stop_ids, on_token)?;
+    let (ids, stop) = generate(m, &prompt_ids, max_tokens, stop_ids, on_token)?;
     Ok(Generation {
         prompt: prompt.to_string(),
         tokens: ids.iter().map(|&i| m.tok.decode_one(i)).collect(),
-        text: decode(m, &ids, &stop_ids),
+        text: decode(m, &ids, stop_ids),
         prompt_ids,
         ids,
         stop,

@@ -191,7 +191,7 @@ fn smollm2_continues_like_transformers() {
         };
         assert_eq!(prompt, case["prompt"].as_str().unwrap(), "chat template");
         let n = case["max_tokens"].as_u64().unwrap() as usize;
-        let g = gim::generate::continue_text(&m, &prompt, n, |_| Ok(())).unwrap();
+        let g = gim::generate::continue_text(&m, &prompt, n, &stop, |_| Ok(())).unwrap();
         assert_eq!(
             g.prompt_ids,
             u32s(&case["prompt_ids"]),

@@ -40,7 +40,7 @@ pub fn run(a: Args) -> crate::Result<()> {
     if !a.json {
         print!("{prompt}");
     }
-    let g = crate::generate::continue_text(&m, &prompt, a.max_tokens, |ids| {
+    let g = crate::generate::continue_text(&m, &prompt, a.max_tokens, &stop_ids, |ids| {
         if !a.json {
             // print what the text gained; a token that completes a multi-byte character
             // may change the end, so print only when the text extends what was printed

@@ -45,7 +45,7 @@ pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<Mime
     };
     out.display(views::generation_bundle(&shown, false), Some(&id));
     let stop_ids = generate::eos_ids(m);
-    let g = generate::continue_text(m, &prompt, a.max_tokens, |ids| {
+    let g = generate::continue_text(m, &prompt, a.max_tokens, &stop_ids, |ids| {
         if out.interrupted() {
             return Err(crate::error::GimError::Interrupted);
         }
