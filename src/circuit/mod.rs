@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{GimError, Result};
 use crate::loader::LoadedModel;
 use crate::model::hooks::{Cache, Hook, HookPoint};
-use crate::model::transformer::norm;
+use crate::model::layers::norm;
 use crate::model::{ForwardOpts, Positions};
 
 /// A component whose output is added to the residual stream.

@@ -98,9 +98,12 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         println!("{}", table(&rows));
         print!("{}", crate::bench::growth(&rows));
+        let var = |v: &str| std::env::var(v).unwrap_or_else(|_| "unset".into());
         println!(
-            "threads: RAYON_NUM_THREADS={}",
-            std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(all cores)".into())
+            "threads: {} computing (GIM_THREADS={}, RAYON_NUM_THREADS={})",
+            crate::model::pool::threads(),
+            var("GIM_THREADS"),
+            var("RAYON_NUM_THREADS")
         );
     }
     Ok(())

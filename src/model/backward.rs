@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use candle_core::{DType, Tensor, D};
 
 use super::config::{ModelConfig, NormKind, Positional};
+use super::gemm::matmul;
 use super::hooks::{Cache, HookPoint};
 use super::kernels::{self, scale};
+use super::layers::{lin, norm, position_ids, repeat_kv, Rope};
 use super::row_kernels;
 use super::rules::GimRules;
-use super::transformer::{lin, norm, position_ids, repeat_kv, Rope};
 use super::weights::{LinearW, NormW};
 use super::{ForwardOpts, Positions, Transformer};
 use crate::error::{GimError, Result};
@@ -280,8 +281,8 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         let q = get(HookPoint::Q(l))?.transpose(1, 2)?.contiguous()?;
         let k = repeat_kv(&get(HookPoint::K(l))?.transpose(1, 2)?, rep)?;
         let v = repeat_kv(&get(HookPoint::V(l))?.transpose(1, 2)?, rep)?;
-        let d_pattern = dz.matmul(&v.t()?)?;
-        let dv = pattern.t()?.matmul(&dz)?;
+        let d_pattern = matmul(&dz, &v.t()?)?;
+        let dv = matmul(&pattern.t()?, &dz)?;
         // the attention scale folds into the softmax backward unless soft-capping comes between
         let (inner, outer) = match cfg.attn_softcap {
             Some(_) => (1.0, cfg.attn_scale),
@@ -303,8 +304,8 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
             }
             None => d_scores,
         };
-        let dq = d_scores.matmul(&k)?;
-        let dk = d_scores.t()?.matmul(&q)?;
+        let dq = matmul(&d_scores, &k)?;
+        let dk = matmul(&d_scores.t()?, &q)?;
         let group = |x: Tensor| -> Result<Tensor> {
             if rep == 1 {
                 return Ok(x);
@@ -346,10 +347,7 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
             let per_head = |dx: &Tensor, lw: &LinearW, n: usize| -> Result<Tensor> {
                 // [b, s, n, dh] @ [n, dh, d] → [b, s, n, d], then through the norm (per position)
                 let wv = lw.w.reshape((n, dh, cfg.d_model))?;
-                let g = dx
-                    .permute((2, 0, 1, 3))?
-                    .reshape((n, b * s, dh))?
-                    .matmul(&wv)?;
+                let g = matmul(&dx.permute((2, 0, 1, 3))?.reshape((n, b * s, dh))?, &wv)?;
                 let g = g
                     .reshape((n, b, s, cfg.d_model))?
                     .permute((1, 2, 0, 3))?

@@ -9,7 +9,6 @@
 //! (a few ulp); f64 models and the autograd reference engine never take this path.
 
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
-use rayon::prelude::*;
 
 use super::config::Activation;
 use crate::error::Result;
@@ -192,7 +191,7 @@ fn fused<const I: usize, const O: usize>(
             }
         }
         let avx2 = has_avx2();
-        chunks.into_par_iter().for_each(|(c, os)| {
+        super::pool::for_each_item(chunks, |(c, os)| {
             let lo = c * CHUNK;
             let ins: [&[f32]; I] = std::array::from_fn(|k| &slices[k][lo..]);
             #[cfg(target_arch = "x86_64")]

@@ -2,10 +2,13 @@
 
 pub mod backward;
 pub mod config;
+pub mod gemm;
 pub mod hooks;
 pub mod init;
 pub mod kernels;
+pub(crate) mod layers;
 pub mod ops;
+pub mod pool;
 pub mod row_kernels;
 pub mod rules;
 pub mod transformer;

@@ -10,7 +10,6 @@
 //! backward's tests against autograd and the float64 fixtures cover both paths.
 
 use candle_core::{Device, Tensor};
-use rayon::prelude::*;
 
 use super::config::{ModelConfig, NormKind};
 use super::kernels::{exp_f32, fast_path, has_avx2, with_f32, CHUNK};
@@ -140,19 +139,18 @@ fn rowwise<const I: usize>(
         let mut out = vec![0f32; n];
         let per_task = (CHUNK / d).max(1);
         let avx2 = has_avx2();
-        out.par_chunks_mut(per_task * d)
-            .enumerate()
-            .for_each(|(c, o)| {
-                let first = c * per_task;
-                #[cfg(target_arch = "x86_64")]
-                if avx2 {
-                    // SAFETY: the CPU supports avx2 and fma (checked at run time).
-                    unsafe { each_row_avx2(&slices, first, o, d, &f) };
-                    return;
-                }
-                let _ = avx2;
-                each_row(&slices, first, o, d, &f);
-            });
+        let parts: Vec<(usize, &mut [f32])> = out.chunks_mut(per_task * d).enumerate().collect();
+        super::pool::for_each_item(parts, |(c, o)| {
+            let first = c * per_task;
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU supports avx2 and fma (checked at run time).
+                unsafe { each_row_avx2(&slices, first, o, d, &f) };
+                return;
+            }
+            let _ = avx2;
+            each_row(&slices, first, o, d, &f);
+        });
         out
     })?;
     match out {

@@ -4,15 +4,16 @@
 //! same forward serves inference, GIM attribution (embedding `Var` as input) and training
 //! (weights as `Var`s).
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
-use super::config::{ModelConfig, NormKind, Positional};
+use super::config::{ModelConfig, Positional};
+use super::gemm::matmul;
 use super::hooks::{Cache, Hook, HookPoint};
 use super::kernels;
+use super::layers::{lin, min_value, norm, per_head_linear, position_ids, repeat_kv, Masks, Rope};
 use super::ops::{linear, scale_grad, tempered_softmax};
-use super::row_kernels;
 use super::rules::GimRules;
-use super::weights::{BlockW, LinearW, NormW, Weights};
+use super::weights::{BlockW, Weights};
 use crate::error::{GimError, Result};
 
 /// Which positions reach the final norm and unembedding.
@@ -288,269 +289,6 @@ impl Transformer {
     }
 }
 
-/// Position ids per row; with left padding, real tokens count from 0.
-pub(crate) fn position_ids(
-    b: usize,
-    s: usize,
-    mask: Option<&[Vec<u8>]>,
-) -> Result<Vec<Vec<usize>>> {
-    match mask {
-        None => Ok(vec![(0..s).collect(); b]),
-        Some(m) => {
-            if m.len() != b || m.iter().any(|r| r.len() != s) {
-                return Err(GimError::input(
-                    "attention mask shape does not match the batch",
-                ));
-            }
-            Ok(m.iter()
-                .map(|row| {
-                    let mut p = 0usize;
-                    row.iter()
-                        .map(|&v| {
-                            let here = p;
-                            if v != 0 {
-                                p += 1;
-                            }
-                            here
-                        })
-                        .collect()
-                })
-                .collect())
-        }
-    }
-}
-
-/// Boolean masks `[b, 1, s, offset + s]` (1 = may attend), one per distinct window size; the
-/// queries are positions `offset..offset + s`, the keys `0..offset + s` (`offset` > 0: a cached
-/// prefix, never with padding).
-pub(crate) struct Masks {
-    full: Tensor,
-    windowed: Vec<(usize, Tensor)>,
-    per_layer: Vec<Option<usize>>,
-}
-
-impl Masks {
-    pub(crate) fn new(
-        cfg: &ModelConfig,
-        positions: &[Vec<usize>],
-        pad: Option<&[Vec<u8>]>,
-        offset: usize,
-        dev: &Device,
-    ) -> Result<Self> {
-        let b = positions.len();
-        let s = positions.first().map(|r| r.len()).unwrap_or(0);
-        let sk = offset + s;
-        let build = |window: Option<usize>| -> Result<Tensor> {
-            let mut m = vec![0u8; b * s * sk];
-            for r in 0..b {
-                for q in 0..s {
-                    let qa = offset + q;
-                    let row = &mut m[(r * s + q) * sk..(r * s + q + 1) * sk];
-                    for (k, slot) in row.iter_mut().enumerate().take(qa + 1) {
-                        let real = pad.map(|p| p[r][k] != 0).unwrap_or(true);
-                        let in_window = window.map(|w| qa - k < w).unwrap_or(true);
-                        if real && in_window {
-                            *slot = 1;
-                        }
-                    }
-                    // A padding query row would otherwise attend to nothing (NaN): let it see itself.
-                    if row.iter().all(|&v| v == 0) {
-                        row[qa] = 1;
-                    }
-                }
-            }
-            Ok(Tensor::from_vec(m, (b, 1, s, sk), dev)?)
-        };
-        let mut windowed = Vec::new();
-        for w in cfg.sliding_window.iter().flatten() {
-            if !windowed.iter().any(|(x, _)| x == w) {
-                // A window wider than the prompt is the full causal mask.
-                windowed.push((*w, build(if *w < sk { Some(*w) } else { None })?));
-            }
-        }
-        Ok(Masks {
-            full: build(None)?,
-            windowed,
-            per_layer: cfg.sliding_window.clone(),
-        })
-    }
-
-    pub(crate) fn for_layer(&self, l: usize) -> &Tensor {
-        match self.per_layer.get(l).copied().flatten() {
-            Some(w) => self
-                .windowed
-                .iter()
-                .find(|(x, _)| *x == w)
-                .map(|(_, t)| t)
-                .unwrap_or(&self.full),
-            None => &self.full,
-        }
-    }
-}
-
-/// cos/sin tables `[b, s, 1, rotary_dim]` (HF: f32 math, then cast).
-pub(crate) struct Rope {
-    cos: Tensor,
-    sin: Tensor,
-    rotary_dim: usize,
-}
-
-impl Rope {
-    pub(crate) fn new(
-        positions: &[Vec<usize>],
-        inv_freq: &[f64],
-        rotary_dim: usize,
-        dtype: DType,
-        dev: &Device,
-    ) -> Result<Self> {
-        let b = positions.len();
-        let s = positions.first().map(|r| r.len()).unwrap_or(0);
-        let half = rotary_dim / 2;
-        let mut cos = Vec::with_capacity(b * s * rotary_dim);
-        let mut sin = Vec::with_capacity(b * s * rotary_dim);
-        for row in positions {
-            for &p in row {
-                let mut c = Vec::with_capacity(half);
-                let mut sn = Vec::with_capacity(half);
-                for &f in inv_freq {
-                    let a = (p as f32) * (f as f32);
-                    c.push(a.cos());
-                    sn.push(a.sin());
-                }
-                cos.extend_from_slice(&c);
-                cos.extend_from_slice(&c);
-                sin.extend_from_slice(&sn);
-                sin.extend_from_slice(&sn);
-            }
-        }
-        let cos = Tensor::from_vec(cos, (b, s, 1, rotary_dim), dev)?.to_dtype(dtype)?;
-        let sin = Tensor::from_vec(sin, (b, s, 1, rotary_dim), dev)?.to_dtype(dtype)?;
-        Ok(Rope {
-            cos,
-            sin,
-            rotary_dim,
-        })
-    }
-
-    /// Rotate-half RoPE on `[b, s, heads, d_head]`.
-    pub(crate) fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let dh = x.dim(D::Minus1)?;
-        let r = self.rotary_dim;
-        let (rot, pass) = if r < dh {
-            (
-                x.narrow(D::Minus1, 0, r)?,
-                Some(x.narrow(D::Minus1, r, dh - r)?),
-            )
-        } else {
-            (x.clone(), None)
-        };
-        let x1 = rot.narrow(D::Minus1, 0, r / 2)?;
-        let x2 = rot.narrow(D::Minus1, r / 2, r / 2)?;
-        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-        let out = (rot.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?)?;
-        match pass {
-            Some(p) => Ok(Tensor::cat(&[&out, &p], D::Minus1)?),
-            None => Ok(out),
-        }
-    }
-
-    /// Transpose of [`Rope::apply`] (its backward): `dx = dy·cos + rotᵀ(dy·sin)`, `rotᵀ(a, b) = (b, −a)`.
-    pub(crate) fn apply_transpose(&self, dy: &Tensor) -> Result<Tensor> {
-        let dh = dy.dim(D::Minus1)?;
-        let r = self.rotary_dim;
-        let (rot, pass) = if r < dh {
-            (
-                dy.narrow(D::Minus1, 0, r)?,
-                Some(dy.narrow(D::Minus1, r, dh - r)?),
-            )
-        } else {
-            (dy.clone(), None)
-        };
-        let ds = rot.broadcast_mul(&self.sin)?;
-        let a = ds.narrow(D::Minus1, 0, r / 2)?;
-        let b = ds.narrow(D::Minus1, r / 2, r / 2)?;
-        let rt = Tensor::cat(&[&b, &a.neg()?], D::Minus1)?;
-        let out = (rot.broadcast_mul(&self.cos)? + rt)?;
-        match pass {
-            Some(p) => Ok(Tensor::cat(&[&out, &p], D::Minus1)?),
-            None => Ok(out),
-        }
-    }
-}
-
-/// LayerNorm / RMSNorm over the last dim, statistics in f32; `freeze` detaches the statistic.
-pub(crate) fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Result<Tensor> {
-    // one fused pass for f32 CPU tensors autograd does not track (`freeze` only matters to autograd)
-    let spec = row_kernels::NormSpec::of(cfg, freeze);
-    let bias = match cfg.norm {
-        NormKind::LayerNorm => w.b.as_ref(),
-        NormKind::RmsNorm => None,
-    };
-    if let Some(y) = row_kernels::norm(spec, x, &w.w, bias)? {
-        return Ok(y);
-    }
-    let dtype = x.dtype();
-    let xf = if dtype == DType::F64 {
-        x.clone()
-    } else {
-        x.to_dtype(DType::F32)?
-    };
-    let eps = cfg.norm_eps;
-    let y = match cfg.norm {
-        NormKind::RmsNorm => {
-            let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
-            let mut inv = (ms + eps)?.sqrt()?.recip()?;
-            if freeze {
-                inv = inv.detach();
-            }
-            let normed = xf.broadcast_mul(&inv)?;
-            if cfg.norm_one_plus {
-                // Gemma: (x/rms) * (1 + w), computed in f32 before the cast back.
-                let scale = (w.w.to_dtype(xf.dtype())? + 1.0)?;
-                normed.broadcast_mul(&scale)?.to_dtype(dtype)?
-            } else {
-                normed
-                    .to_dtype(dtype)?
-                    .broadcast_mul(&w.w.to_dtype(dtype)?)?
-            }
-        }
-        NormKind::LayerNorm => {
-            let mean = xf.mean_keepdim(D::Minus1)?;
-            let xc = xf.broadcast_sub(&mean)?;
-            let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-            let mut inv = (var + eps)?.sqrt()?.recip()?;
-            if freeze {
-                inv = inv.detach();
-            }
-            let normed = xc.broadcast_mul(&inv)?.to_dtype(dtype)?;
-            let y = normed.broadcast_mul(&w.w.to_dtype(dtype)?)?;
-            match &w.b {
-                Some(b) => y.broadcast_add(&b.to_dtype(dtype)?)?,
-                None => y,
-            }
-        }
-    };
-    Ok(y)
-}
-
-pub(crate) fn lin(x: &Tensor, l: &LinearW) -> Result<Tensor> {
-    Ok(linear(x, &l.w, l.b.as_ref())?)
-}
-
-/// Project per-head inputs `[b, s, h, d]` with a weight `[h*dh, d]` → `[b, s, h, dh]`.
-fn per_head_linear(x: &Tensor, l: &LinearW, dh: usize) -> Result<Tensor> {
-    let (b, s, h, d) = x.dims4()?;
-    // [h, d, dh] weights; x as [h, b*s, d]
-    let w = l.w.reshape((h, dh, d))?.transpose(1, 2)?;
-    let xs = x.permute((2, 0, 1, 3))?.reshape((h, b * s, d))?;
-    let y = xs.matmul(&w)?; // [h, b*s, dh]
-    let mut y = y.reshape((h, b, s, dh))?.permute((1, 2, 0, 3))?;
-    if let Some(bias) = &l.b {
-        y = y.broadcast_add(&bias.reshape((h, dh))?)?;
-    }
-    Ok(y)
-}
-
 fn block(
     cx: &mut Ctx,
     l: usize,
@@ -666,7 +404,7 @@ fn attention(
     let q = q.transpose(1, 2)?.contiguous()?;
     let k = repeat_kv(&k.transpose(1, 2)?, h / kv)?;
     let v = repeat_kv(&v.transpose(1, 2)?, h / kv)?;
-    let mut scores = (q.matmul(&k.t()?)? * cfg.attn_scale)?;
+    let mut scores = (matmul(&q, &k.t()?)? * cfg.attn_scale)?;
     if let Some(c) = cfg.attn_softcap {
         scores = ((scores / c)?.tanh()? * c)?;
     }
@@ -679,29 +417,8 @@ fn attention(
     let scores = cx.hook(HookPoint::AttnScores(l), scores)?;
     let pattern = tempered_softmax(&scores, cx.rules.temperature())?;
     let pattern = cx.hook(HookPoint::Pattern(l), pattern)?;
-    let z = pattern.matmul(&v)?.transpose(1, 2)?; // [b, s, h, dh]
+    let z = matmul(&pattern, &v)?.transpose(1, 2)?; // [b, s, h, dh]
     let z = cx.hook(HookPoint::Z(l), z)?;
     let z = z.reshape((b, s, h * dh))?;
     lin(&z, &a.o)
-}
-
-pub(crate) fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x.contiguous()?);
-    }
-    let (b, kv, s, dh) = x.dims4()?;
-    Ok(x.unsqueeze(2)?
-        .broadcast_as((b, kv, n_rep, s, dh))?
-        .contiguous()?
-        .reshape((b, kv * n_rep, s, dh))?)
-}
-
-/// The dtype's most negative finite value (what transformers uses for masked scores).
-fn min_value(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::MIN,
-        DType::F16 => -65504.0,
-        DType::BF16 => -3.3895313892515355e38,
-        _ => f32::MIN as f64,
-    }
 }

@@ -1,0 +1,350 @@
+//! Linear layers' products on f32 CPU tensors, split over gim's worker threads (`pool.rs`).
+//!
+//! A linear layer's forward is `x · Wᵀ` and its input gradient `dy · W`, with `W` stored
+//! `[out, in]`. candle runs each product through the `gemm` crate with rayon threads; between two
+//! such products (one every ~100 µs in a forward pass) rayon's workers fall asleep, and on a
+//! virtual machine each wake-up costs more than the product's share it brings (see `pool.rs`).
+//! Here each thread of the pool runs the same `gemm` kernel single-threaded on its own block of
+//! the output's columns (a block of `W`'s rows for `x · Wᵀ`, of its columns for `dy · W`), written
+//! in place into one output; `W` is read where it lies through strides, never copied. The sums
+//! are gemm's own, so a product equals candle's single-threaded one bit for bit.
+//!
+//! Other dtypes and devices, tracked tensors and other shapes return `None`: the caller uses
+//! candle's matmul.
+
+use candle_core::{Device, Result, Tensor};
+use gemm::Parallelism;
+
+use candle_core::{CpuStorage, Storage};
+
+use super::kernels::fast_path;
+
+/// Whether these products run: unless `GIM_GEMM=candle` (which leaves every product, and all
+/// threading, to candle and rayon).
+pub(crate) fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("GIM_GEMM")
+            .map(|v| v != "candle")
+            .unwrap_or(true)
+    })
+}
+
+/// Makes gim's workers (`pool.rs`) the only threads that compute, where these products cover the
+/// linear layers (`enabled`): keeps the thread count asked for (`RAYON_NUM_THREADS`, else
+/// every core) as `GIM_THREADS`, then sets `RAYON_NUM_THREADS=1` and `CANDLE_NUM_THREADS=1`, so
+/// that rayon's pool, candle's element-wise pool and candle's matmul stay on the calling thread.
+/// Called once at the start of the `gim` binary, before any other thread exists; a `GIM_THREADS`
+/// already set wins, and `GIM_GEMM=candle` leaves everything to candle and rayon.
+pub fn take_over_threads() {
+    if !enabled() || std::env::var_os("GIM_THREADS").is_some() {
+        return;
+    }
+    let n = super::pool::threads();
+    // SAFETY (set_var): no other thread exists yet, so nothing reads the environment meanwhile.
+    std::env::set_var("GIM_THREADS", n.to_string());
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
+}
+
+/// Below this many multiply-adds a product runs on one thread.
+const PAR_MIN: usize = 1 << 18;
+
+/// `x · wᵀ` for `x` `[rows, in]` and `w` `[out, in]` (a linear layer's forward).
+pub(crate) fn try_x_wt(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    if w.rank() != 2 {
+        return Ok(None);
+    }
+    try_matmul(x, &w.t()?)
+}
+
+/// `dy · w` for `dy` `[rows, out]` and `w` `[out, in]` (a linear layer's input gradient).
+pub(crate) fn try_dy_w(dy: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    try_matmul(dy, w)
+}
+
+/// `a · b`: [`try_matmul`], else candle's matmul (autograd, other dtypes and devices).
+pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    match try_matmul(a, b)? {
+        Some(y) => Ok(y),
+        None => a.matmul(b),
+    }
+}
+
+/// `a · b` over the last two dimensions, for f32 CPU tensors autograd does not track, of equal
+/// rank 2–4 and equal leading (batch) dimensions, in any strides whose batch dimensions fold into
+/// one (transposed views need no copy). `None` elsewhere: the caller uses candle's matmul.
+pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+    let r = a.rank();
+    if !enabled() || !fast_path(a) || !fast_path(b) || !(2..=4).contains(&r) || b.rank() != r {
+        return Ok(None);
+    }
+    let (ad, bd) = (a.dims(), b.dims());
+    if ad[..r - 2] != bd[..r - 2] || ad[r - 1] != bd[r - 2] {
+        return Ok(None);
+    }
+    let (m, k, n) = (ad[r - 2], ad[r - 1], bd[r - 1]);
+    let batch: usize = ad[..r - 2].iter().product();
+    if m == 0 || n == 0 || k == 0 || batch == 0 {
+        return Ok(None);
+    }
+    let (Some(sa), Some(sb)) = (Strided::of(a), Strided::of(b)) else {
+        return Ok(None);
+    };
+    let (ga, la) = a.storage_and_layout();
+    let (gb, lb) = b.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(va)), Storage::Cpu(CpuStorage::F32(vb))) = (&*ga, &*gb)
+    else {
+        return Ok(None);
+    };
+    // every index gemm forms must lie inside the storage
+    if sa.end(la.start_offset(), batch, m, k) > va.len()
+        || sb.end(lb.start_offset(), batch, k, n) > vb.len()
+    {
+        return Ok(None);
+    }
+    let mut out = vec![0f32; batch * m * n];
+    let o = OutPtr(out.as_mut_ptr());
+    let (pa, pb) = (
+        Ptr(va[la.start_offset()..].as_ptr()),
+        Ptr(vb[lb.start_offset()..].as_ptr()),
+    );
+    let blocks = n.div_ceil(16);
+    let threads = if batch * m * n * k < PAR_MIN {
+        1
+    } else {
+        super::pool::threads()
+    };
+    // column parts per batch item, so that there are at least two tasks per thread
+    let parts = (2 * threads).div_ceil(batch).clamp(1, blocks);
+    let run = |task: usize| {
+        let (i, t) = (task / parts, task % parts);
+        let c0 = (blocks * t / parts * 16).min(n);
+        let c1 = (blocks * (t + 1) / parts * 16).min(n);
+        if c0 >= c1 {
+            return;
+        }
+        let (o, pa, pb) = (o, pa, pb);
+        // SAFETY: `end` checked above that every element gemm reads lies inside the storages;
+        // `out` has `batch·m·n` elements and this task writes only its item's columns c0..c1.
+        unsafe {
+            gemm::gemm(
+                m,
+                c1 - c0,
+                k,
+                o.0.add(i * m * n + c0),
+                1,
+                n as isize,
+                false,
+                pa.0.add(i * sa.batch),
+                sa.col as isize,
+                sa.row as isize,
+                pb.0.add(i * sb.batch + c0 * sb.col),
+                sb.col as isize,
+                sb.row as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            )
+        }
+    };
+    if threads <= 1 {
+        (0..batch * parts).for_each(run);
+    } else {
+        super::pool::for_each(batch * parts, run);
+    }
+    drop((ga, gb));
+    Ok(Some(Tensor::from_vec(
+        out,
+        [&ad[..r - 1], &[n]].concat(),
+        &Device::Cpu,
+    )?))
+}
+
+/// A tensor's strides: between batch items (its batch dimensions folded into one), rows and
+/// columns of its last two dimensions.
+#[derive(Clone, Copy)]
+struct Strided {
+    batch: usize,
+    row: usize,
+    col: usize,
+}
+
+impl Strided {
+    fn of(t: &Tensor) -> Option<Strided> {
+        let st = t.stride();
+        let d = t.dims();
+        let r = d.len();
+        // fold the batch dimensions: each must step by the next one's whole extent
+        let mut batch = 0usize;
+        let mut expect: Option<usize> = None;
+        for i in (0..r - 2).rev() {
+            if d[i] == 1 {
+                continue;
+            }
+            match expect {
+                Some(e) if st[i] != e => return None,
+                _ => {}
+            }
+            if batch == 0 {
+                batch = st[i];
+            }
+            expect = Some(st[i] * d[i]);
+        }
+        Some(Strided {
+            batch,
+            row: st[r - 2],
+            col: st[r - 1],
+        })
+    }
+
+    /// One past the last element read of a `batch × rows × cols` operand starting at `offset`.
+    fn end(&self, offset: usize, batch: usize, rows: usize, cols: usize) -> usize {
+        offset + (batch - 1) * self.batch + (rows - 1) * self.row + (cols - 1) * self.col + 1
+    }
+}
+
+/// The output, shared by the tasks, each of which writes only its own columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the tasks write disjoint parts of the output.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// An operand, read by every task.
+#[derive(Clone, Copy)]
+struct Ptr(*const f32);
+// SAFETY: only read while the storage guards are held (`try_matmul`).
+unsafe impl Send for Ptr {}
+unsafe impl Sync for Ptr {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+
+    /// Largest error relative to the largest entry of the float64 product.
+    fn check(a: &Tensor, b: &Tensor) -> Result<f64> {
+        let want = a.to_dtype(DType::F64)?.matmul(&b.to_dtype(DType::F64)?)?;
+        let got = try_matmul(a, b)?
+            .ok_or_else(|| candle_core::Error::Msg(format!("no fast path for {a:?}")))?;
+        assert_eq!(got.dims(), want.dims());
+        let scale = want.abs()?.max_all()?.to_scalar::<f64>()?.max(1e-30);
+        let err = (got.to_dtype(DType::F64)? - want)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f64>()?;
+        Ok(err / scale)
+    }
+
+    #[test]
+    fn products_match_float64_in_every_layout() -> Result<()> {
+        let dev = Device::Cpu;
+        let r = |d: &[usize]| Tensor::randn(0f32, 1.0, d, &dev);
+        // plain, a linear's forward (transposed weight view) and input gradient, with
+        // remainders of every block size, one row, and a product big enough to run in parallel
+        for &(m, k, n) in &[
+            (1, 576, 1536),
+            (5, 17, 7),
+            (37, 1000, 61),
+            (102, 576, 1536),
+            (3, 3, 1),
+        ] {
+            let (x, w, dy) = (r(&[m, k])?, r(&[n, k])?, r(&[m, n])?);
+            for (what, e) in [
+                ("x·wᵀ", check(&x, &w.t()?)?),
+                ("dy·w", check(&dy, &w)?),
+                ("plain", check(&x, &w.t()?.contiguous()?)?),
+            ] {
+                assert!(e < 1e-5, "{what} {m}×{k}×{n}: relative error {e}");
+            }
+            let y = try_x_wt(&x, &w)?.ok_or_else(|| candle_core::Error::Msg("none".into()))?;
+            let d = (y - x.matmul(&w.t()?)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert!(d < 1e-3, "x·wᵀ differs from candle by {d}");
+        }
+        // attention: [b, h, s, d] · [b, h, d, s] (a transposed view), pattern · v, and the
+        // backward's transposed left operand; a batch of one folded
+        let (q, kk) = (r(&[2, 9, 102, 64])?, r(&[2, 9, 102, 64])?);
+        let p = r(&[2, 9, 102, 102])?;
+        for (what, e) in [
+            ("q·kᵀ", check(&q, &kk.t()?)?),
+            ("p·v", check(&p, &kk)?),
+            ("pᵀ·dz", check(&p.t()?, &q)?),
+            ("3-d", check(&r(&[4, 30, 20])?, &r(&[4, 20, 50])?)?),
+            (
+                "batch 1",
+                check(&r(&[1, 1, 30, 20])?, &r(&[1, 1, 20, 50])?)?,
+            ),
+        ] {
+            assert!(e < 1e-5, "{what}: relative error {e}");
+        }
+        // a batch that does not fold (heads transposed in front of positions) is left to candle,
+        // as are other dtypes and mismatched shapes
+        let qt = r(&[2, 102, 9, 64])?.transpose(1, 2)?;
+        let v = r(&[2, 9, 64, 102])?;
+        if let Some(got) = try_matmul(&qt, &v)? {
+            let want = qt.contiguous()?.matmul(&v)?;
+            let d = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(d < 1e-3);
+        }
+        assert!(try_matmul(&q.to_dtype(DType::F64)?, &kk.t()?.to_dtype(DType::F64)?)?.is_none());
+        assert!(try_matmul(&q, &kk)?.is_none());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use std::time::Instant;
+
+    /// `cargo test --release --lib gemm::speed -- --ignored --nocapture`: GFLOP/s of both
+    /// products and of candle's matmul on SmolLM2's shapes, best of 7 interleaved rounds (a
+    /// measurement, not a check).
+    #[test]
+    #[ignore]
+    fn gflops() -> Result<()> {
+        for &(m, k, n) in &[
+            (102, 576, 576),
+            (102, 576, 192),
+            (102, 576, 1536),
+            (102, 1536, 576),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
+            let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?;
+            let dy = Tensor::randn(0f32, 1.0, (m, n), &Device::Cpu)?;
+            let fs: [&dyn Fn() -> Result<Tensor>; 4] = [
+                &|| Ok(try_x_wt(&x, &w)?.unwrap_or(x.clone())),
+                &|| x.matmul(&w.t()?),
+                &|| Ok(try_dy_w(&dy, &w)?.unwrap_or(x.clone())),
+                &|| dy.matmul(&w),
+            ];
+            let mut best = [f64::MAX; 4];
+            for _ in 0..7 {
+                for (f, b) in fs.iter().zip(best.iter_mut()) {
+                    f()?;
+                    let t = Instant::now();
+                    for _ in 0..10 {
+                        f()?;
+                    }
+                    *b = b.min(t.elapsed().as_secs_f64() / 10.0);
+                }
+            }
+            let g = |t: f64| 2.0 * (m * n * k) as f64 / t / 1e9;
+            println!(
+                "{m}x{k}x{n}: x·wT {:.0} (candle {:.0})  dy·w {:.0} (candle {:.0}) GFLOP/s",
+                g(best[0]),
+                g(best[1]),
+                g(best[2]),
+                g(best[3])
+            );
+        }
+        Ok(())
+    }
+}
