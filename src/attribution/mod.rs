@@ -1,13 +1,17 @@
 //! Token attributions: GIM and the methods it is compared with, behind one API and one result type.
 
 mod baseline;
+mod batch;
+mod integrated;
 mod methods;
+mod occlusion;
 mod target;
 
 use serde::{Deserialize, Serialize};
 
 pub use baseline::{default_baseline_id, Baseline};
-pub use methods::{attribute, attribute_many, attribute_with, Engine};
+pub use batch::attribute_many;
+pub use methods::{attribute, attribute_with, Engine};
 pub use target::{text_ids as target_text_ids, Objective, TargetSpec};
 
 use crate::error::{GimError, Result};
@@ -87,6 +91,16 @@ impl Method {
             },
         };
         Ok(m)
+    }
+
+    /// Gradient × (input − baseline) from one backward pass with [`Method::rules`]: every
+    /// method but grad-x-input, integrated gradients, occlusion and random. These can be
+    /// batched (`attribute_many`).
+    pub fn times_baseline_delta(&self) -> bool {
+        !matches!(
+            self,
+            Method::GradXInput | Method::IntegratedGradients | Method::Occlusion | Method::Random
+        )
     }
 
     /// The backward rules a gradient method uses (`gim_rules` for [`Method::Gim`]).
