@@ -1,6 +1,11 @@
-//! Clap argument groups that more than one front end takes: `gim` subcommands (`cli`) and `%gim`
+//! Clap argument groups that more than one command takes: `gim` subcommands (`cli`) and `%gim`
 //! magics (`session::magics`) flatten the same structs, so a flag means the same everywhere.
 //! Above the analyses (it turns flags into their requests), below the session and the CLI.
+
+use std::ffi::OsStr;
+
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::ValueEnum;
 
 use crate::attribution::Method;
 use crate::circuit::{Corruption, Problem};
@@ -8,6 +13,33 @@ use crate::error::{GimError, Result};
 use crate::eval::{induction_examples, read_examples, EvalExample, Fields};
 use crate::loader::LoadedModel;
 use crate::model::{GimRules, Positions};
+
+/// The value parser of `--method` / `--methods`: clap lists [`Method`]'s names (help, docs,
+/// completion) and keeps the text; the command parses it with [`Method::parse`] (aliases, any
+/// case), so a bad name is that command's own one-line error.
+#[derive(Clone, Debug)]
+pub struct MethodName;
+
+impl TypedValueParser for MethodName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> std::result::Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            Method::all()
+                .iter()
+                .filter_map(ValueEnum::to_possible_value),
+        ))
+    }
+}
 
 /// GIM settings as flags (`gim attribute`, `gim eval` and other commands).
 #[derive(clap::Args, Debug, Clone)]
@@ -75,7 +107,7 @@ pub struct EvalSet {
     #[arg(long, default_value_t = 1)]
     pub task_seed: u64,
     /// Comma-separated methods (default: all).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = MethodName)]
     pub methods: Option<Vec<String>>,
     /// Use only the first N examples.
     #[arg(long)]
@@ -134,7 +166,7 @@ impl EvalSet {
 /// Parse `--methods` (default: every method).
 pub fn methods(names: &Option<Vec<String>>) -> Result<Vec<Method>> {
     match names {
-        None => Ok(Method::ALL.to_vec()),
+        None => Ok(Method::all().to_vec()),
         Some(v) => {
             let ms: Vec<Method> = v
                 .iter()

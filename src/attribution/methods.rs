@@ -427,7 +427,7 @@ pub(super) fn result(
     target: u32,
 ) -> Attribution {
     Attribution {
-        method: method.name().to_string(),
+        method: method.name(),
         model_type: m.model.cfg.model_type.clone(),
         tokens: p.ids.iter().map(|&i| m.tok.decode_one(i)).collect(),
         token_ids: p.ids.clone(),

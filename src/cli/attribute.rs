@@ -6,6 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
 use super::logits::{input_ids, open};
+use crate::args::MethodName;
 pub use crate::args::RuleArgs;
 use crate::attribution::{
     attribute, attribute_many, AttributeRequest, Attribution, Baseline, Method, Objective,
@@ -61,9 +62,8 @@ pub struct Args {
     /// Use the zero embedding as the baseline.
     #[arg(long)]
     pub zero_baseline: bool,
-    /// gim, gradient, grad-x-input, integrated-gradients, occlusion, random, freeze-norm-only,
-    /// softmax-t-only, qkv-only, gate-up-only.
-    #[arg(long, default_value = "gim")]
+    /// Attribution method.
+    #[arg(long, default_value = "gim", value_parser = MethodName)]
     pub method: String,
     /// Attribute the log-probability instead of the logit.
     #[arg(long)]
