@@ -11,8 +11,86 @@ use crate::attribution::Method;
 use crate::circuit::{Corruption, Problem};
 use crate::error::{GimError, Result};
 use crate::eval::{induction_examples, read_examples, EvalExample, Fields};
-use crate::loader::LoadedModel;
+use crate::loader::{self, LoadOpts, LoadedModel};
 use crate::model::{GimRules, Positions};
+
+/// The model a `gim` subcommand loads and how: `--model`, `--dtype`, `--device`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model folder, .gguf file, embedded toy (toy-ioi), named model (smollm2-135m) or Hugging Face repo id (org/name[@rev]).
+    #[arg(long)]
+    pub model: String,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+impl ModelArgs {
+    /// Load `--model` with `--dtype` on `--device`.
+    pub fn open(&self) -> Result<LoadedModel> {
+        self.load.open(&self.model)
+    }
+}
+
+/// How a `gim` subcommand loads its models: `--dtype`, `--device` (with [`ModelArgs`], or beside
+/// a `--model` of another kind).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Compute dtype: f32, bf16, f16, f64.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Device: cpu, cuda:N, metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl LoadArgs {
+    /// The load options these flags name.
+    pub fn opts(&self) -> Result<LoadOpts> {
+        Ok(LoadOpts {
+            device: loader::parse_device(&self.device)?,
+            dtype: loader::parse_dtype(&self.dtype)?,
+            name: None,
+        })
+    }
+
+    /// Load `model` (folder, .gguf file, toy, named model or repo id) with these options.
+    pub fn open(&self, model: &str) -> Result<LoadedModel> {
+        loader::load(model, &self.opts()?)
+    }
+}
+
+/// Where a `gim` subcommand writes its figure: `--svg`, `--png`. Each subcommand names its
+/// figure in the help (`#[command(mut_arg(..))]`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct FigureArgs {
+    /// Write the figure as SVG to this path.
+    #[arg(long)]
+    pub svg: Option<String>,
+    /// Write the figure as PNG to this path.
+    #[arg(long)]
+    pub png: Option<String>,
+}
+
+impl FigureArgs {
+    /// Whether a figure is asked for (draw it only then).
+    pub fn wanted(&self) -> bool {
+        self.svg.is_some() || self.png.is_some()
+    }
+
+    /// Write a drawn figure to the paths given.
+    pub fn write(&self, svg: &str, png: &[u8]) -> Result<()> {
+        let write = |p: &String, bytes: &[u8]| {
+            std::fs::write(p, bytes).map_err(|e| GimError::input(format!("cannot write {p}: {e}")))
+        };
+        if let Some(p) = &self.svg {
+            write(p, svg.as_bytes())?;
+        }
+        if let Some(p) = &self.png {
+            write(p, png)?;
+        }
+        Ok(())
+    }
+}
 
 /// The value parser of `--method` / `--methods`: clap lists [`Method`]'s names (help, docs,
 /// completion) and keeps the text; the command parses it with [`Method::parse`] (aliases, any
