@@ -1,13 +1,123 @@
-//! Clap argument groups that more than one front end takes: `gim` subcommands (`cli`) and `%gim`
+//! Clap argument groups that more than one command takes: `gim` subcommands (`cli`) and `%gim`
 //! magics (`session::magics`) flatten the same structs, so a flag means the same everywhere.
 //! Above the analyses (it turns flags into their requests), below the session and the CLI.
+
+use std::ffi::OsStr;
+
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::ValueEnum;
 
 use crate::attribution::Method;
 use crate::circuit::{Corruption, Problem};
 use crate::error::{GimError, Result};
 use crate::eval::{induction_examples, read_examples, EvalExample, Fields};
-use crate::loader::LoadedModel;
+use crate::loader::{self, LoadOpts, LoadedModel};
 use crate::model::{GimRules, Positions};
+
+/// The model a `gim` subcommand loads and how: `--model`, `--dtype`, `--device`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model folder, .gguf file, embedded toy (toy-ioi), named model (smollm2-135m) or Hugging Face repo id (org/name[@rev]).
+    #[arg(long)]
+    pub model: String,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+impl ModelArgs {
+    /// Load `--model` with `--dtype` on `--device`.
+    pub fn open(&self) -> Result<LoadedModel> {
+        self.load.open(&self.model)
+    }
+}
+
+/// How a `gim` subcommand loads its models: `--dtype`, `--device` (with [`ModelArgs`], or beside
+/// a `--model` of another kind).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Compute dtype: f32, bf16, f16, f64.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Device: cpu, cuda:N, metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl LoadArgs {
+    /// The load options these flags name.
+    pub fn opts(&self) -> Result<LoadOpts> {
+        Ok(LoadOpts {
+            device: loader::parse_device(&self.device)?,
+            dtype: loader::parse_dtype(&self.dtype)?,
+            name: None,
+        })
+    }
+
+    /// Load `model` (folder, .gguf file, toy, named model or repo id) with these options.
+    pub fn open(&self, model: &str) -> Result<LoadedModel> {
+        loader::load(model, &self.opts()?)
+    }
+}
+
+/// Where a `gim` subcommand writes its figure: `--svg`, `--png`. Each subcommand names its
+/// figure in the help (`#[command(mut_arg(..))]`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct FigureArgs {
+    /// Write the figure as SVG to this path.
+    #[arg(long)]
+    pub svg: Option<String>,
+    /// Write the figure as PNG to this path.
+    #[arg(long)]
+    pub png: Option<String>,
+}
+
+impl FigureArgs {
+    /// Whether a figure is asked for (draw it only then).
+    pub fn wanted(&self) -> bool {
+        self.svg.is_some() || self.png.is_some()
+    }
+
+    /// Write a drawn figure to the paths given.
+    pub fn write(&self, svg: &str, png: &[u8]) -> Result<()> {
+        let write = |p: &String, bytes: &[u8]| {
+            std::fs::write(p, bytes).map_err(|e| GimError::input(format!("cannot write {p}: {e}")))
+        };
+        if let Some(p) = &self.svg {
+            write(p, svg.as_bytes())?;
+        }
+        if let Some(p) = &self.png {
+            write(p, png)?;
+        }
+        Ok(())
+    }
+}
+
+/// The value parser of `--method` / `--methods`: clap lists [`Method`]'s names (help, docs,
+/// completion) and keeps the text; the command parses it with [`Method::parse`] (aliases, any
+/// case), so a bad name is that command's own one-line error.
+#[derive(Clone, Debug)]
+pub struct MethodName;
+
+impl TypedValueParser for MethodName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> std::result::Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            Method::all()
+                .iter()
+                .filter_map(ValueEnum::to_possible_value),
+        ))
+    }
+}
 
 /// GIM settings as flags (`gim attribute`, `gim eval` and other commands).
 #[derive(clap::Args, Debug, Clone)]
@@ -75,7 +185,7 @@ pub struct EvalSet {
     #[arg(long, default_value_t = 1)]
     pub task_seed: u64,
     /// Comma-separated methods (default: all).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = MethodName)]
     pub methods: Option<Vec<String>>,
     /// Use only the first N examples.
     #[arg(long)]
@@ -134,7 +244,7 @@ impl EvalSet {
 /// Parse `--methods` (default: every method).
 pub fn methods(names: &Option<Vec<String>>) -> Result<Vec<Method>> {
     match names {
-        None => Ok(Method::ALL.to_vec()),
+        None => Ok(Method::all().to_vec()),
         Some(v) => {
             let ms: Vec<Method> = v
                 .iter()

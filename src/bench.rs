@@ -265,7 +265,7 @@ pub fn save_random_gpt2(shape: &str, dir: &std::path::Path) -> Result<()> {
     use std::collections::HashMap;
     let m = random_model(shape, DType::F32, &Device::Cpu)?;
     let c = &m.model.cfg;
-    if c.model_type != "gpt2" {
+    if c.weights != crate::model::config::WeightLayout::Gpt2 {
         return Err(GimError::input(format!("{shape} is not a GPT-2 shape")));
     }
     let io = |e: std::io::Error| GimError::Io(e.to_string());

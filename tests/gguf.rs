@@ -11,8 +11,8 @@ use std::process::Command;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
-use gim::attribution::{attribute, AttributeRequest, Baseline, Method, TargetSpec};
-use gim::model::{GimRules, Positions};
+use gim::attribution::{attribute, AttributeRequest, Baseline, TargetSpec};
+use gim::model::Positions;
 use serde_json::Value as Json;
 
 // ---------------------------------------------------------------------------------------------
@@ -301,30 +301,6 @@ fn llama3_rope_factors(cfg: &Json) -> Option<Vec<f32>> {
     )
 }
 
-fn last_logits(m: &gim::LoadedModel, ids: &[u32]) -> Vec<f64> {
-    m.model
-        .logits(&[ids.to_vec()], Positions::Last)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-fn rules_for(name: &str) -> (Method, GimRules) {
-    match name {
-        "plain" => (Method::Gradient, GimRules::off()),
-        "gim" => (Method::Gim, GimRules::gim()),
-        "freeze_norm_only" => (Method::Gim, GimRules::freeze_norm_only()),
-        "softmax_T_only" => (Method::Gim, GimRules::softmax_t_only()),
-        "qkv_only" => (Method::Gim, GimRules::qkv_only()),
-        "gate_up_only" => (Method::Gim, GimRules::gate_up_only()),
-        other => panic!("unknown rule set {other}"),
-    }
-}
-
 /// Logits and every rule set's attributions of `m` against the float64 fixture of `arch`.
 fn check_against_fixture(m: &gim::LoadedModel, arch: &str, tag: &str) -> (f64, f64) {
     let fx = fixture(arch);
@@ -341,17 +317,7 @@ fn check_against_fixture(m: &gim::LoadedModel, arch: &str, tag: &str) -> (f64, f
         );
         worst_logit = worst_logit.max(err);
         for (set, reference) in case["attributions"].as_object().unwrap() {
-            let (method, rules) = rules_for(set);
-            let mut req = AttributeRequest::new(ids.clone());
-            req.method = method;
-            req.rules = rules;
-            req.target = if case["target_kind"] == "argmax" {
-                TargetSpec::Argmax
-            } else {
-                TargetSpec::Id(case["target_token_id"].as_u64().unwrap() as u32)
-            };
-            req.baseline = Baseline::Default;
-            let a = attribute(m, &req).unwrap();
+            let a = attribute(m, &fixture_request(case, set)).unwrap();
             let err = rel_err(&a.attributions, &f64s(reference));
             assert!(
                 err <= 1e-4,
@@ -476,15 +442,7 @@ fn every_quantisation_type_loads_with_its_own_rounding() {
             .unwrap()
             .reshape((64, 64))
             .unwrap();
-        let got = &m.model.w.blocks[1].attn.q.w;
-        let d = (got - &expect)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&m.model.w.blocks[1].attn.q.w, &expect);
         assert_eq!(
             d, 0.0,
             "{ty:?}: q_proj is not the dequantised stored tensor"
@@ -563,14 +521,7 @@ fn k_quants_load_on_a_model_wide_enough_for_their_blocks() {
             .unwrap()
             .reshape((128, 256))
             .unwrap();
-        let d = (&m.model.w.blocks[0].attn.k.w - &expect)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&m.model.w.blocks[0].attn.k.w, &expect);
         assert_eq!(
             d, 0.0,
             "{ty:?}: k_proj is not the dequantised stored tensor"
@@ -736,19 +687,6 @@ fn smollm2_tokenizer_gives_transformers_ids() {
     }
 }
 
-/// Logits of `m` at one position.
-fn logits_at(m: &gim::LoadedModel, ids: &[u32], pos: usize) -> Vec<f64> {
-    m.model
-        .logits(&[ids.to_vec()], Positions::At(vec![pos]))
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
 /// max |ours − ref| / max |ref| over the reference's `[id, value]` pairs.
 fn top100_err(ours: &[f64], top: &Json) -> f64 {
     let pairs = top.as_array().unwrap();
@@ -778,7 +716,10 @@ fn smollm2_matches_the_transformers_float64_reference() {
         let enc = m.tok.encode(case["text"].as_str().unwrap(), true).unwrap();
         assert_eq!(enc, ids, "{name}: tokenization");
         let pos = case["target_position_index"].as_u64().unwrap() as usize;
-        let err = top100_err(&logits_at(&m, &ids, pos), &case["logits_top100"]);
+        let err = top100_err(
+            &logits(&m, &ids, Positions::At(vec![pos])),
+            &case["logits_top100"],
+        );
         worst_logit = worst_logit.max(err);
         assert!(err <= 1e-4, "{name}: top-100 logits rel err {err:.3e}");
         if let Some(last) = case.get("logits_last_top100") {

@@ -1,32 +1,47 @@
-//! The attribution methods over one shared gradient core.
+//! The attribution methods over one shared gradient core: a request's plan (target ids and
+//! positions), the objective, the gradient (either engine), and `attribute` dispatching on the
+//! method (integrated gradients, occlusion and batching have their own files).
 
 use candle_core::{DType, IndexOp, Tensor, Var, D};
 
+use super::integrated::integrated_gradients;
+use super::occlusion::occlusion;
 use super::target::text_ids;
 use super::{AttributeRequest, Attribution, Method, Objective, TargetSpec};
 use crate::error::{GimError, Result};
 use crate::loader::LoadedModel;
 use crate::model::backward::Want;
-use crate::model::{Cache, ForwardOpts, GimRules, Hook, HookPoint, Positions, Prefix};
+use crate::model::{ForwardOpts, GimRules, Hook, Positions, Prefix};
 
 /// A request with its target resolved to token ids and positions.
 #[derive(Debug, Clone)]
-struct Plan {
+pub(super) struct Plan {
     /// input ids (prompt, plus the teacher-forced prefix of a multi-token target)
-    ids: Vec<u32>,
+    pub(super) ids: Vec<u32>,
     /// how many of `ids` are the user's prompt
-    n_prompt: usize,
+    pub(super) n_prompt: usize,
     /// positions whose predictions form the objective
-    positions: Vec<usize>,
+    pub(super) positions: Vec<usize>,
     /// target token per position (`None`: argmax, only with one position)
-    targets: Vec<Option<u32>>,
-    contrast: Option<u32>,
-    objective: Objective,
-    baseline_id: Option<u32>,
-    note: Option<String>,
+    pub(super) targets: Vec<Option<u32>>,
+    pub(super) contrast: Option<u32>,
+    pub(super) objective: Objective,
+    pub(super) baseline_id: Option<u32>,
+    pub(super) note: Option<String>,
 }
 
-fn plan(m: &LoadedModel, req: &AttributeRequest) -> Result<Plan> {
+impl Plan {
+    /// The same plan with its argmax targets fixed to `t` (the clean run's prediction), so that
+    /// later forwards of changed inputs explain the same token.
+    pub(super) fn with_targets(&self, t: u32) -> Plan {
+        Plan {
+            targets: self.targets.iter().map(|x| Some(x.unwrap_or(t))).collect(),
+            ..self.clone()
+        }
+    }
+}
+
+pub(super) fn plan(m: &LoadedModel, req: &AttributeRequest) -> Result<Plan> {
     let cfg = &m.model.cfg;
     let s = req.ids.len();
     if s == 0 {
@@ -167,7 +182,7 @@ fn log_softmax(x: &Tensor) -> Result<Tensor> {
 
 /// Objective per row from final hidden states `h` `[B, P, d]` (P = plan positions).
 /// Resolves argmax targets from the same forward; returns (values `[B]`, resolved target).
-fn objective(m: &LoadedModel, h: &Tensor, p: &Plan) -> Result<(Tensor, u32)> {
+pub(super) fn objective(m: &LoadedModel, h: &Tensor, p: &Plan) -> Result<(Tensor, u32)> {
     let model = &m.model;
     let (b, _, _) = h.dims3()?;
     let target0 = match p.targets[0] {
@@ -250,7 +265,7 @@ pub enum Engine {
 
 /// Forward embeddings `[B, s, d]` with `rules`, backward from the summed objective.
 /// Returns (gradient wrt the embeddings `[B, s, d]`, objective values, target id).
-fn gradient(
+pub(super) fn gradient(
     m: &LoadedModel,
     embeds: &Tensor,
     p: &Plan,
@@ -292,7 +307,7 @@ fn gradient(
 
 /// Objective values (no gradient) of one batch of equally long rows of ids. With a cached
 /// `prefix` the rows are the positions from its offset on; `hooks` see the forward.
-fn values<'a>(
+pub(super) fn values<'a>(
     m: &LoadedModel,
     rows: &[Vec<u32>],
     p: &Plan,
@@ -313,58 +328,8 @@ fn values<'a>(
     Ok((v.to_dtype(DType::F64)?.to_vec1::<f64>()?, t))
 }
 
-/// How many integrated-gradients steps go through the model at once: up to 16, as many as keep
-/// the traced activations of one batch near 3 GB (a 1B model at 256 tokens: 3 steps; GPT-2 small at
-/// 128 tokens: 16). Past a few thousand rows a bigger batch is no faster, only bigger.
-fn ig_chunk(cfg: &crate::model::ModelConfig, tokens: usize, dtype: DType) -> usize {
-    // per row and layer: MLP pre/up/post, ~10 residual-width tensors, scores and pattern per head
-    let per_row = cfg.n_layers
-        * (3 * cfg.d_mlp + 10 * cfg.d_model + 2 * cfg.n_heads * tokens)
-        * dtype.size_in_bytes();
-    let budget = 3usize << 30;
-    (budget / (per_row * tokens).max(1)).clamp(1, 16)
-}
-
-/// Leave-one-out: the objective's drop when each token in turn is replaced by `baseline`.
-/// Returns (drops, clean value, resolved target).
-///
-/// Rows are taken 16 at a time in position order. A row that replaces token `i` equals the prompt
-/// before `i`, so a chunk reuses the prompt's own keys and values for the positions before its
-/// first replaced token and runs only the rest: about half the work of full forwards.
-fn occlusion(m: &LoadedModel, p: &Plan, baseline: u32) -> Result<(Vec<f64>, f64, u32)> {
-    let mut cache = Cache::new(|h| matches!(h, HookPoint::K(_) | HookPoint::V(_)));
-    let (v0, t) = values(m, std::slice::from_ref(&p.ids), p, None, Some(&mut cache))?;
-    let v0 = v0[0];
-    let fixed = Plan {
-        targets: p.targets.iter().map(|x| Some(x.unwrap_or(t))).collect(),
-        ..p.clone()
-    };
-    // positions before the first read-out position are shared by every chunk's rows too
-    let first_read = p.positions.iter().copied().min().unwrap_or(0);
-    let n = p.ids.len();
-    let mut drops = Vec::with_capacity(n);
-    for start in (0..n).step_by(16) {
-        crate::interrupt::check()?;
-        let offset = start.min(first_read);
-        let rows: Vec<Vec<u32>> = (start..(start + 16).min(n))
-            .map(|i| {
-                let mut r = p.ids[offset..].to_vec();
-                r[i - offset] = baseline;
-                r
-            })
-            .collect();
-        let prefix = match offset {
-            0 => None,
-            o => Some(Prefix::from_cache(&cache, m.model.cfg.n_layers, o)?),
-        };
-        let (vs, _) = values(m, &rows, &fixed, prefix.as_ref(), None)?;
-        drops.extend(vs.iter().map(|v| v0 - v));
-    }
-    Ok((drops, v0, t))
-}
-
 /// Σ_d g · delta, per position → Vec (for row 0).
-fn dot_last(g: &Tensor, delta: &Tensor) -> Result<Vec<f64>> {
+pub(super) fn dot_last(g: &Tensor, delta: &Tensor) -> Result<Vec<f64>> {
     let g = g.to_dtype(DType::F64)?;
     let d = delta.to_dtype(DType::F64)?;
     Ok(g.broadcast_mul(&d)?
@@ -373,7 +338,7 @@ fn dot_last(g: &Tensor, delta: &Tensor) -> Result<Vec<f64>> {
         .to_vec1()?)
 }
 
-fn baseline_embeds(m: &LoadedModel, p: &Plan, like: &Tensor) -> Result<Tensor> {
+pub(super) fn baseline_embeds(m: &LoadedModel, p: &Plan, like: &Tensor) -> Result<Tensor> {
     match p.baseline_id {
         Some(b) => m.model.embed_ids(&[vec![b; p.ids.len()]]),
         None => Ok(like.zeros_like()?),
@@ -407,55 +372,10 @@ pub fn attribute_with(
         ));
     }
     let p = plan(m, req)?;
-    let model = &m.model;
-    let x = model.embed_ids(std::slice::from_ref(&p.ids))?;
+    let x = m.model.embed_ids(std::slice::from_ref(&p.ids))?;
     let rules = req.method.rules(&req.rules);
     let (scores, value, target) = match req.method {
-        Method::Gim
-        | Method::Gradient
-        | Method::FreezeNormOnly
-        | Method::SoftmaxTOnly
-        | Method::QkvOnly
-        | Method::GateUpOnly
-        | Method::GradXInput => {
-            let (g, v, t) = gradient(m, &x, &p, rules, engine)?;
-            let delta = if req.method == Method::GradXInput {
-                x.clone()
-            } else {
-                (&x - baseline_embeds(m, &p, &x)?)?
-            };
-            (dot_last(&g, &delta)?, v[0], t)
-        }
-        Method::IntegratedGradients => {
-            let (v0, t) = values(m, std::slice::from_ref(&p.ids), &p, None, None)?;
-            let fixed = Plan {
-                targets: p.targets.iter().map(|x| Some(x.unwrap_or(t))).collect(),
-                ..p.clone()
-            };
-            let base = baseline_embeds(m, &p, &x)?;
-            let delta = (&x - &base)?;
-            let n = req.ig_steps;
-            let mut total: Option<Tensor> = None;
-            let chunk = ig_chunk(&model.cfg, p.ids.len(), x.dtype());
-            let mut k0 = 0;
-            while k0 < n {
-                crate::interrupt::check()?;
-                let k1 = (k0 + chunk).min(n);
-                let alphas: Vec<f32> = (k0..k1).map(|k| (k as f32 + 0.5) / n as f32).collect();
-                let a = Tensor::from_vec(alphas, (k1 - k0, 1, 1), &model.device)?
-                    .to_dtype(x.dtype())?;
-                let batch = base.broadcast_add(&delta.broadcast_mul(&a)?)?;
-                let (g, _, _) = gradient(m, &batch, &fixed, GimRules::off(), engine)?;
-                let gs = g.sum_keepdim(0)?;
-                total = Some(match total {
-                    Some(t) => (t + gs)?,
-                    None => gs,
-                });
-                k0 = k1;
-            }
-            let avg = (total.ok_or_else(|| GimError::input("no IG steps"))? / n as f64)?;
-            (dot_last(&avg, &delta)?, v0[0], t)
-        }
+        Method::IntegratedGradients => integrated_gradients(m, &p, &x, req.ig_steps, engine)?,
         Method::Occlusion => {
             let b = p.baseline_id.ok_or_else(|| {
                 GimError::input("occlusion replaces tokens by the baseline token; a zero baseline is not possible")
@@ -470,18 +390,49 @@ pub fn attribute_with(
                 .collect();
             (r, v0[0], t)
         }
+        // every other method: one backward pass with its rules, times (input − baseline), or
+        // times the input for grad-x-input
+        method => {
+            let (g, v, t) = gradient(m, &x, &p, rules, engine)?;
+            let delta = if method == Method::GradXInput {
+                x.clone()
+            } else {
+                (&x - baseline_embeds(m, &p, &x)?)?
+            };
+            (dot_last(&g, &delta)?, v[0], t)
+        }
+    };
+    let target_text = match &req.target {
+        TargetSpec::Text(t) if p.targets.len() > 1 => t.clone(),
+        TargetSpec::Ids(v) if p.targets.len() > 1 => m.tok.decode(v),
+        _ => m.tok.decode_one(target),
     };
     Ok(Attribution {
-        method: req.method.name().to_string(),
-        model_type: model.cfg.model_type.clone(),
+        target: target_text,
+        note: p.note.clone().or_else(|| {
+            (p.n_prompt != p.ids.len()).then(|| "teacher-forced target prefix appended".to_string())
+        }),
+        ..result(m, &p, req.method, rules, scores, value, target)
+    })
+}
+
+/// The attribution of `method` on `p` (target text: the resolved target token; no note).
+pub(super) fn result(
+    m: &LoadedModel,
+    p: &Plan,
+    method: Method,
+    rules: GimRules,
+    scores: Vec<f64>,
+    value: f64,
+    target: u32,
+) -> Attribution {
+    Attribution {
+        method: method.name(),
+        model_type: m.model.cfg.model_type.clone(),
         tokens: p.ids.iter().map(|&i| m.tok.decode_one(i)).collect(),
         token_ids: p.ids.clone(),
         target_id: target,
-        target: match &req.target {
-            TargetSpec::Text(t) if p.targets.len() > 1 => t.clone(),
-            TargetSpec::Ids(v) if p.targets.len() > 1 => m.tok.decode(v),
-            _ => m.tok.decode_one(target),
-        },
+        target: m.tok.decode_one(target),
         contrast_id: p.contrast,
         contrast: p.contrast.map(|c| m.tok.decode_one(c)),
         position: p.positions[0],
@@ -493,159 +444,6 @@ pub fn attribute_with(
             (o, _) => o.name().into(),
         },
         settings: rules,
-        note: p.note.clone().or_else(|| {
-            (p.n_prompt != p.ids.len()).then(|| "teacher-forced target prefix appended".to_string())
-        }),
-    })
-}
-
-/// Attribute many requests. Gradient methods with single-token targets are batched through the
-/// model (left padding); others run one by one. `progress` is called after each request.
-pub fn attribute_many(
-    m: &LoadedModel,
-    reqs: &[AttributeRequest],
-    batch_size: usize,
-    mut progress: impl FnMut(usize),
-) -> Vec<Result<Attribution>> {
-    let mut out: Vec<Option<Result<Attribution>>> = (0..reqs.len()).map(|_| None).collect();
-    let mut done = 0;
-    let batchable = |r: &AttributeRequest| {
-        matches!(
-            r.method,
-            Method::Gim
-                | Method::Gradient
-                | Method::FreezeNormOnly
-                | Method::SoftmaxTOnly
-                | Method::QkvOnly
-                | Method::GateUpOnly
-        ) && r.position.is_none()
-    };
-    let idx: Vec<usize> = (0..reqs.len()).collect();
-    for chunk in idx.chunks(batch_size.max(1)) {
-        if crate::interrupt::requested() {
-            break;
-        }
-        let plans: Vec<(usize, Result<Plan>)> =
-            chunk.iter().map(|&i| (i, plan(m, &reqs[i]))).collect();
-        let same = chunk.iter().all(|&i| {
-            batchable(&reqs[i])
-                && reqs[i].method == reqs[chunk[0]].method
-                && reqs[i].rules == reqs[chunk[0]].rules
-        }) && plans
-            .iter()
-            .all(|(_, p)| p.as_ref().map(|p| p.positions.len() == 1).unwrap_or(false));
-        if same && chunk.len() > 1 {
-            let ok: Vec<(usize, Plan)> = plans
-                .into_iter()
-                .filter_map(|(i, p)| p.ok().map(|p| (i, p)))
-                .collect();
-            match batched(
-                m,
-                &ok,
-                reqs[chunk[0]].method.rules(&reqs[chunk[0]].rules),
-                &reqs[chunk[0]],
-            ) {
-                Ok(results) => {
-                    for (i, r) in results {
-                        out[i] = Some(Ok(r));
-                    }
-                }
-                Err(_) => {
-                    for &(i, _) in &ok {
-                        out[i] = Some(attribute(m, &reqs[i]));
-                    }
-                }
-            }
-            done += chunk.len();
-            progress(done);
-        } else {
-            for &i in chunk {
-                out[i] = Some(attribute(m, &reqs[i]));
-                done += 1;
-                progress(done);
-            }
-        }
+        note: None,
     }
-    out.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(GimError::input("request was not processed"))))
-        .collect()
-}
-
-/// One left-padded batch of single-position gradient attributions.
-fn batched(
-    m: &LoadedModel,
-    plans: &[(usize, Plan)],
-    rules: GimRules,
-    proto: &AttributeRequest,
-) -> Result<Vec<(usize, Attribution)>> {
-    let model = &m.model;
-    let s = plans.iter().map(|(_, p)| p.ids.len()).max().unwrap_or(0);
-    let pad_id = plans[0].1.baseline_id.unwrap_or(0);
-    let mut ids = Vec::new();
-    let mut mask = Vec::new();
-    for (_, p) in plans {
-        let n = p.ids.len();
-        let mut row = vec![pad_id; s - n];
-        row.extend_from_slice(&p.ids);
-        ids.push(row);
-        let mut mr = vec![0u8; s - n];
-        mr.extend(std::iter::repeat_n(1u8, n));
-        mask.push(mr);
-    }
-    let x = model.embed_ids(&ids)?;
-    let t = model.forward_traced(&x, rules, Positions::Last, Some(mask))?;
-    let hv = Var::from_tensor(&t.hidden)?;
-    let h = hv.as_tensor();
-    let mut vals = Vec::new();
-    let mut targets = Vec::new();
-    for (r, (_, p)) in plans.iter().enumerate() {
-        let (v, tg) = objective(m, &h.i(r..r + 1)?, p)?;
-        vals.push(v);
-        targets.push(tg);
-    }
-    let vals = Tensor::cat(&vals, 0)?;
-    let grads = vals.sum_all()?.backward()?;
-    let dh = grads
-        .get(h)
-        .cloned()
-        .ok_or_else(|| GimError::input("internal error: no gradient at the final hidden state"))?;
-    let g = model
-        .backward(&t, &dh, Want::default())?
-        .embed
-        .ok_or_else(|| {
-            GimError::input("internal error: no gradient reached the input embeddings")
-        })?;
-    let v: Vec<f64> = vals.to_dtype(DType::F64)?.to_vec1()?;
-    let mut out = Vec::new();
-    for (r, (i, p)) in plans.iter().enumerate() {
-        let n = p.ids.len();
-        let xr = x.i((r..r + 1, s - n..s))?;
-        let gr = g.i((r..r + 1, s - n..s))?;
-        let base = baseline_embeds(m, p, &xr)?;
-        let scores = dot_last(&gr, &(&xr - base)?)?;
-        out.push((
-            *i,
-            Attribution {
-                method: proto.method.name().to_string(),
-                model_type: model.cfg.model_type.clone(),
-                tokens: p.ids.iter().map(|&t| m.tok.decode_one(t)).collect(),
-                token_ids: p.ids.clone(),
-                target_id: targets[r],
-                target: m.tok.decode_one(targets[r]),
-                contrast_id: p.contrast,
-                contrast: p.contrast.map(|c| m.tok.decode_one(c)),
-                position: p.positions[0],
-                baseline_id: p.baseline_id,
-                attributions: scores,
-                target_logit: v[r],
-                objective: match (p.objective, p.contrast) {
-                    (Objective::Logit, Some(_)) => "logit-diff".into(),
-                    (o, _) => o.name().into(),
-                },
-                settings: rules,
-                note: None,
-            },
-        ));
-    }
-    Ok(out)
 }

@@ -1,92 +1,86 @@
 //! Token attributions: GIM and the methods it is compared with, behind one API and one result type.
 
 mod baseline;
+mod batch;
+mod integrated;
 mod methods;
+mod occlusion;
 mod target;
 
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 pub use baseline::{default_baseline_id, Baseline};
-pub use methods::{attribute, attribute_many, attribute_with, Engine};
+pub use batch::attribute_many;
+pub use methods::{attribute, attribute_with, Engine};
 pub use target::{text_ids as target_text_ids, Objective, TargetSpec};
 
 use crate::error::{GimError, Result};
 use crate::model::GimRules;
 
-/// An attribution method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An attribution method. Its names (and aliases) are clap's: `--method` help, completion,
+/// docs and [`Method::parse`] all read them from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
-    /// gradient × (input − baseline) with the GIM backward rules (settings from [`AttributeRequest::rules`])
+    /// gradient × (input − baseline) with the GIM backward rules as configured
     Gim,
     /// gradient × (input − baseline), no rules
+    #[value(aliases = ["plain", "grad"])]
     Gradient,
     /// gradient × input, no rules
+    #[value(aliases = ["gxi", "gradient-x-input", "input-x-gradient"])]
     GradXInput,
     /// integrated gradients from the baseline (midpoint rule, batched steps)
+    #[value(alias = "ig")]
     IntegratedGradients,
     /// f(x) − f(x with token i replaced by the baseline token)
     Occlusion,
     /// seeded uniform noise in [-1, 1] (a floor for faithfulness metrics)
     Random,
-    /// gradient × (input − baseline) with one rule alone (the paper's ablation)
+    /// gradient × (input − baseline) with norm freezing alone (the paper's ablation)
     FreezeNormOnly,
+    /// gradient × (input − baseline) with the softmax temperature alone
     SoftmaxTOnly,
+    /// gradient × (input − baseline) with the q/k/v gradient scales alone
     QkvOnly,
+    /// gradient × (input − baseline) with the gate/up gradient scales alone
     GateUpOnly,
 }
 
 impl Method {
-    pub const ALL: &'static [Method] = &[
-        Method::Gim,
-        Method::Gradient,
-        Method::GradXInput,
-        Method::IntegratedGradients,
-        Method::Occlusion,
-        Method::Random,
-        Method::FreezeNormOnly,
-        Method::SoftmaxTOnly,
-        Method::QkvOnly,
-        Method::GateUpOnly,
-    ];
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Method::Gim => "gim",
-            Method::Gradient => "gradient",
-            Method::GradXInput => "grad-x-input",
-            Method::IntegratedGradients => "integrated-gradients",
-            Method::Occlusion => "occlusion",
-            Method::Random => "random",
-            Method::FreezeNormOnly => "freeze-norm-only",
-            Method::SoftmaxTOnly => "softmax-t-only",
-            Method::QkvOnly => "qkv-only",
-            Method::GateUpOnly => "gate-up-only",
-        }
+    /// Every method, in declaration order.
+    pub fn all() -> &'static [Method] {
+        <Method as ValueEnum>::value_variants()
     }
 
-    /// Parse a method name (a few aliases accepted).
+    /// The method's name (`integrated-gradients`), as clap and serde spell it.
+    pub fn name(&self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Parse a method name or alias (case, surrounding space and `_` for `-` do not matter).
     pub fn parse(s: &str) -> Result<Method> {
         let k = s.trim().to_ascii_lowercase().replace('_', "-");
-        let m = match k.as_str() {
-            "ig" => Method::IntegratedGradients,
-            "gxi" | "grad-x-input" | "gradient-x-input" | "input-x-gradient" => Method::GradXInput,
-            "plain" | "grad" => Method::Gradient,
-            _ => match Method::ALL.iter().find(|m| m.name() == k) {
-                Some(m) => *m,
-                None => {
-                    return Err(GimError::input(format!(
-                        "unknown method `{s}` (choose from {})",
-                        Method::ALL
-                            .iter()
-                            .map(|m| m.name())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )))
-                }
-            },
-        };
-        Ok(m)
+        <Method as ValueEnum>::from_str(&k, false).map_err(|_| {
+            let names: Vec<String> = Method::all().iter().map(Method::name).collect();
+            GimError::input(format!(
+                "unknown method `{s}` (choose from {})",
+                names.join(", ")
+            ))
+        })
+    }
+
+    /// Gradient × (input − baseline) from one backward pass with [`Method::rules`]: every
+    /// method but grad-x-input, integrated gradients, occlusion and random. These can be
+    /// batched (`attribute_many`).
+    pub fn times_baseline_delta(&self) -> bool {
+        !matches!(
+            self,
+            Method::GradXInput | Method::IntegratedGradients | Method::Occlusion | Method::Random
+        )
     }
 
     /// The backward rules a gradient method uses (`gim_rules` for [`Method::Gim`]).

@@ -6,16 +6,16 @@
 //! slice of the output projection applied to its `hook_z`; under Gemma2's post-attention norm
 //! with the norm's statistic of the same run).
 
+mod edge_patch;
 mod edges;
+mod faithfulness;
 mod nodes;
 mod patterns;
 mod report;
 
-pub use edges::{connects, default_sizes, Edge, Receiver};
-pub use edges::{
-    edge_attribution, faithfulness_curve, patch_edges, EdgeAttribution, EdgePatch, FaithCurve,
-    FaithPoint,
-};
+pub use edge_patch::{patch_edges, EdgePatch};
+pub use edges::{connects, edge_attribution, Edge, EdgeAttribution, Receiver};
+pub use faithfulness::{default_sizes, faithfulness_curve, FaithCurve, FaithPoint};
 pub use nodes::{exact_node_effects, node_attribution, patch_nodes, NodeAttribution};
 pub use patterns::{head_pattern_scores, pattern, self_repair, HeadPatternScores, SelfRepairRow};
 pub use report::{circuit_report, metric_name, CircuitReport};

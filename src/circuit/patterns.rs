@@ -3,7 +3,8 @@
 use candle_core::{DType, IndexOp};
 use serde::{Deserialize, Serialize};
 
-use super::edges::{patch_edges, Receiver};
+use super::edge_patch::patch_edges;
+use super::edges::Receiver;
 use super::{corrupt_acts, metric_with, sender_acts, Node, Problem};
 use crate::error::{GimError, Result};
 use crate::loader::LoadedModel;

@@ -5,8 +5,9 @@ use std::io::{BufRead, Write};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-use super::logits::{input_ids, open};
+use super::logits::input_ids;
 pub use crate::args::RuleArgs;
+use crate::args::{FigureArgs, MethodName, ModelArgs};
 use crate::attribution::{
     attribute, attribute_many, AttributeRequest, Attribution, Baseline, Method, Objective,
     TargetSpec,
@@ -15,10 +16,11 @@ use crate::error::{GimError, Result};
 use crate::loader::LoadedModel;
 
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("svg", |a| a.help("Write the heatmap as SVG to this path")))]
+#[command(mut_arg("png", |a| a.help("Write the heatmap as PNG to this path")))]
 pub struct Args {
-    /// Model folder, .gguf file, embedded toy (toy-ioi), named model (smollm2-135m) or Hugging Face repo id (org/name[@rev]).
-    #[arg(long)]
-    pub model: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Comma-separated input token ids.
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["prompt", "batch"])]
     pub ids: Option<Vec<u32>>,
@@ -61,9 +63,8 @@ pub struct Args {
     /// Use the zero embedding as the baseline.
     #[arg(long)]
     pub zero_baseline: bool,
-    /// gim, gradient, grad-x-input, integrated-gradients, occlusion, random, freeze-norm-only,
-    /// softmax-t-only, qkv-only, gate-up-only.
-    #[arg(long, default_value = "gim")]
+    /// Attribution method.
+    #[arg(long, default_value = "gim", value_parser = MethodName)]
     pub method: String,
     /// Attribute the log-probability instead of the logit.
     #[arg(long)]
@@ -76,19 +77,11 @@ pub struct Args {
     pub seed: u64,
     #[command(flatten)]
     pub rules: RuleArgs,
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Write the heatmap as SVG to this path.
-    #[arg(long)]
-    pub svg: Option<String>,
-    /// Write the heatmap as PNG to this path.
-    #[arg(long)]
-    pub png: Option<String>,
+    #[command(flatten)]
+    pub figures: FigureArgs,
 }
 
 #[derive(Deserialize)]
@@ -130,7 +123,7 @@ fn spec(id: Option<u32>, text: &Option<String>) -> Option<TargetSpec> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let m = open(&a.model, &a.dtype, &a.device)?;
+    let m = a.model.open()?;
     if let Some(path) = &a.batch {
         return run_batch(&a, &m, path);
     }
@@ -145,7 +138,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     req.contrast = spec(a.contrast_id, &a.contrast);
     let res = attribute(&m, &req)?;
-    write_figures(&res, &a.svg, &a.png)?;
+    write_figures(&res, &a.figures)?;
     if a.json {
         println!("{}", to_json(&res)?);
     } else {
@@ -154,22 +147,14 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// Write the token heatmap of `r` to the given SVG/PNG paths.
-pub fn write_figures(r: &Attribution, svg: &Option<String>, png: &Option<String>) -> Result<()> {
-    if svg.is_none() && png.is_none() {
+/// Write the token heatmap of `r` to the paths `--svg` / `--png` give.
+pub fn write_figures(r: &Attribution, figures: &FigureArgs) -> Result<()> {
+    if !figures.wanted() {
         return Ok(());
     }
     let d = crate::render::TokenScores::from(r);
     let fig = crate::render::token_heatmap(&d, &crate::render::HeatmapOpts::default())?;
-    if let Some(p) = svg {
-        std::fs::write(p, &fig.svg)
-            .map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?;
-    }
-    if let Some(p) = png {
-        std::fs::write(p, &fig.png)
-            .map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?;
-    }
-    Ok(())
+    figures.write(&fig.svg, &fig.png)
 }
 
 fn to_json(r: &Attribution) -> Result<String> {

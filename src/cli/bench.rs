@@ -1,5 +1,6 @@
 //! `gim bench`: timings of forward passes and attribution methods, as ratios measured side by side.
 
+use crate::args::LoadArgs;
 use crate::bench::{bench_model, random_model, save_random_gpt2, table, time_ms};
 use crate::error::{GimError, Result};
 use crate::loader;
@@ -23,10 +24,8 @@ pub struct Args {
     /// Timed repetitions (median reported), after one untimed warm-up run when more than 1.
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Print JSON rows instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -42,8 +41,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let device = loader::parse_device(&a.device)?;
-    let dtype = loader::parse_dtype(&a.dtype)?;
+    let opts = a.load.opts()?;
     if a.hot_vs_fresh {
         for shape in &a.shape {
             for &t in &a.tokens {
@@ -56,11 +54,6 @@ pub fn run(a: Args) -> Result<()> {
     let mut rows = Vec::new();
     for spec in &a.model {
         let t = std::time::Instant::now();
-        let opts = loader::LoadOpts {
-            device: device.clone(),
-            dtype,
-            name: None,
-        };
         let m = loader::load(spec, &opts)?;
         eprintln!(
             "{spec}: {:.1}M parameters, loaded in {:.2} s, peak RSS {:.0} MB",
@@ -78,7 +71,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let shapes: &[String] = if a.model.is_empty() { &a.shape } else { &[] };
     for shape in shapes {
-        let m = random_model(shape, dtype, &device)?;
+        let m = random_model(shape, opts.dtype, &opts.device)?;
         eprintln!(
             "{shape}: {:.1}M parameters",
             m.model.n_params() as f64 / 1e6

@@ -4,29 +4,26 @@ use std::io::Write;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::logits::open;
 pub use crate::args::{filters, methods, EvalSet, EvalTask, RuleArgs};
+use crate::args::{FigureArgs, ModelArgs};
 use crate::attribution::{AttributeRequest, Baseline};
 use crate::error::{GimError, Result};
 use crate::eval::{evaluate, FaithfulnessOpts};
 use crate::render::{faithfulness_chart, faithfulness_table};
 
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("svg", |a| a.help("Write the chart as SVG to this path")))]
+#[command(mut_arg("png", |a| a.help("Write the chart as PNG to this path")))]
 pub struct Args {
-    /// Model folder, .gguf file, embedded toy (toy-ioi), named model (smollm2-135m) or Hugging Face repo id (org/name[@rev]).
-    #[arg(long)]
-    pub model: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
     #[command(flatten)]
     pub set: EvalSet,
     /// Per-example results as JSONL (written as examples finish).
     #[arg(long)]
     pub out: Option<String>,
-    /// Write the chart as SVG to this path.
-    #[arg(long)]
-    pub svg: Option<String>,
-    /// Write the chart as PNG to this path.
-    #[arg(long)]
-    pub png: Option<String>,
+    #[command(flatten)]
+    pub figures: FigureArgs,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -47,10 +44,6 @@ pub struct Args {
     pub seed: u64,
     #[command(flatten)]
     pub rules: RuleArgs,
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
 }
 
 fn create(p: &str) -> Result<std::fs::File> {
@@ -61,7 +54,7 @@ pub fn run(a: Args) -> Result<()> {
     let methods = a.set.methods()?;
     let data = a.set.examples()?;
     let rules = a.rules.rules()?;
-    let m = open(&a.model, &a.dtype, &a.device)?;
+    let m = a.model.open()?;
     let mut proto = AttributeRequest::new(vec![]);
     proto.rules = rules;
     proto.ig_steps = a.steps;
@@ -100,21 +93,14 @@ pub fn run(a: Args) -> Result<()> {
         Ok(())
     })?;
     bar.finish_and_clear();
-    if run.n_done > 0 && (a.svg.is_some() || a.png.is_some()) {
+    if run.n_done > 0 && a.figures.wanted() {
         let title = format!(
             "Faithfulness on {} ({} examples)",
-            crate::loader::default_name(&a.model),
+            crate::loader::default_name(&a.model.model),
             run.n_done
         );
         let fig = faithfulness_chart(&run.summary, &title)?;
-        if let Some(p) = &a.svg {
-            std::fs::write(p, &fig.svg)
-                .map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?;
-        }
-        if let Some(p) = &a.png {
-            std::fs::write(p, &fig.png)
-                .map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?;
-        }
+        a.figures.write(&fig.svg, &fig.png)?;
     }
     if a.json {
         let mut v = serde_json::to_value(&run).map_err(|e| GimError::Io(e.to_string()))?;

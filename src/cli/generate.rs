@@ -2,13 +2,12 @@
 
 use std::io::Write;
 
-use super::logits::open;
+use crate::args::ModelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model folder, .gguf file, embedded name (smollm2-135m, toy-ioi) or Hugging Face repo id.
-    #[arg(long)]
-    pub model: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// The prompt.
     pub prompt: String,
     /// The most tokens to produce (fewer if the model ends its turn).
@@ -17,19 +16,13 @@ pub struct Args {
     /// Wrap the prompt as a user message in the model's chat template.
     #[arg(long)]
     pub chat: bool,
-    /// Compute dtype: f32, bf16, f16, f64.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
-    /// Device: cpu, cuda:N, metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Print the result as one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: Args) -> crate::Result<()> {
-    let m = open(&a.model, &a.dtype, &a.device)?;
+    let m = a.model.open()?;
     let prompt = if a.chat {
         crate::chat::user_prompt(&m, &a.prompt)?
     } else {

@@ -2,14 +2,14 @@
 
 use serde::Serialize;
 
-use crate::loader::{self, LoadOpts, LoadedModel};
+use crate::args::ModelArgs;
+use crate::loader::LoadedModel;
 use crate::model::Positions;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model folder, .gguf file, embedded toy (toy-ioi), named model (smollm2-135m) or Hugging Face repo id (org/name[@rev]).
-    #[arg(long)]
-    pub model: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Comma-separated token ids.
     #[arg(
         long,
@@ -21,12 +21,6 @@ pub struct Args {
     /// Prompt text (tokenized with the model's tokenizer, special tokens added).
     #[arg(long)]
     pub prompt: Option<String>,
-    /// Compute dtype: f32, bf16, f16, f64.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
-    /// Device: cpu, cuda:N, metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -61,17 +55,8 @@ pub fn input_ids(
     }
 }
 
-pub fn open(model: &str, dtype: &str, device: &str) -> crate::Result<LoadedModel> {
-    let opts = LoadOpts {
-        device: loader::parse_device(device)?,
-        dtype: loader::parse_dtype(dtype)?,
-        name: None,
-    };
-    loader::load(model, &opts)
-}
-
 pub fn run(a: Args) -> crate::Result<()> {
-    let m = open(&a.model, &a.dtype, &a.device)?;
+    let m = a.model.open()?;
     let ids = input_ids(&m, &a.ids, &a.prompt)?;
     let logits = m
         .model

@@ -1,15 +1,19 @@
 //! The Jupyter kernel: `gim kernel --connection-file F` and `gim kernel install`.
 //!
 //! Code map: `connection` (connection file, sockets), `message` (wire format, signing),
-//! `serve` (threads and request handling), `cells` (magic lines vs Rust), `rust` (evcxr),
-//! `install` (kernelspec). Every byte from a socket is untrusted: no `unwrap` in this module.
+//! `serve` (threads, socket loop, control requests), `worker` (the shell-request thread, cell
+//! execution), `requests` (the reply to each shell request type), `cells` (magic lines vs
+//! Rust), `rust` (evcxr), `install` (kernelspec). Every byte from a socket is untrusted: no
+//! `unwrap` in this module.
 
 pub mod cells;
 pub mod connection;
 pub mod install;
 pub mod message;
+mod requests;
 pub mod rust;
 pub mod serve;
+mod worker;
 
 use std::path::Path;
 

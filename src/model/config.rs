@@ -31,6 +31,18 @@ pub enum Activation {
     Relu,
 }
 
+/// How a family's checkpoint stores its weights: which tensor names `weights.rs` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightLayout {
+    /// GPT-2: `h.N.…` names, fused `c_attn` (q, k, v) and Conv1D `[in, out]` weights.
+    Gpt2,
+    /// `model.layers.N.…` names, separate `q_proj`/`k_proj`/`v_proj` and `gate_proj`/`up_proj`.
+    Separate,
+    /// `model.layers.N.…` names, fused `qkv_proj` and `gate_up_proj` (Phi-3).
+    Fused,
+}
+
 /// Positional scheme.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -49,6 +61,8 @@ pub enum Positional {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub model_type: String,
+    /// Which weight names the checkpoint has (set per family here, read by `weights.rs`).
+    pub weights: WeightLayout,
     pub vocab_size: usize,
     pub d_model: usize,
     pub n_layers: usize,
@@ -191,6 +205,7 @@ fn gpt2(c: &Cfg) -> Result<ModelConfig> {
     }
     Ok(ModelConfig {
         model_type: "gpt2".into(),
+        weights: WeightLayout::Gpt2,
         vocab_size: c.need("vocab_size")?,
         d_model: d,
         n_layers,
@@ -415,6 +430,11 @@ fn decoder(c: &Cfg, model_type: &str) -> Result<ModelConfig> {
     };
     Ok(ModelConfig {
         model_type: model_type.into(),
+        weights: if model_type == "phi3" {
+            WeightLayout::Fused
+        } else {
+            WeightLayout::Separate
+        },
         vocab_size: c.need("vocab_size")?,
         d_model: d,
         n_layers,

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::config::{ModelConfig, NormKind};
+use super::config::{ModelConfig, NormKind, WeightLayout};
 use crate::error::{GimError, Result};
 
 /// `y = x @ wᵀ + b`, `w: [out, in]`.
@@ -128,7 +128,7 @@ pub fn load_weights(
     dtype: DType,
     device: &Device,
 ) -> Result<Weights> {
-    if cfg.model_type == "gpt2" {
+    if cfg.weights == WeightLayout::Gpt2 {
         return gpt2(cfg, src, dtype, device);
     }
     let ld = Loader {
@@ -150,7 +150,7 @@ pub fn load_weights(
     for l in 0..cfg.n_layers {
         let p = format!("layers.{l}");
         let a = format!("{p}.self_attn");
-        let (q, k, v) = if cfg.model_type == "phi3" {
+        let (q, k, v) = if cfg.weights == WeightLayout::Fused {
             let qkv = ld.linear(&format!("{a}.qkv_proj"), (h + 2 * kv) * dh, d, cfg.qkv_bias)?;
             (
                 rows(&qkv, 0, h * dh)?,
@@ -181,7 +181,7 @@ pub fn load_weights(
             },
         };
         let m = format!("{p}.mlp");
-        let (gate, up) = if cfg.model_type == "phi3" {
+        let (gate, up) = if cfg.weights == WeightLayout::Fused {
             let gu = ld.linear(&format!("{m}.gate_up_proj"), 2 * f, d, cfg.mlp_bias)?;
             (rows(&gu, 0, f)?, rows(&gu, f, f)?)
         } else {

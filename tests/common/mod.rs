@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use candle_core::{DType, Tensor};
+use gim::attribution::{AttributeRequest, Baseline, Method, TargetSpec};
+use gim::model::{GimRules, Positions};
 use serde_json::Value;
 
 pub const ARCHS: &[&str] = &[
@@ -61,4 +64,63 @@ pub fn tmpdir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("mkdir");
     d
+}
+
+/// The last position's logits of `ids`, as f64.
+pub fn last_logits(m: &gim::LoadedModel, ids: &[u32]) -> Vec<f64> {
+    logits(m, ids, Positions::Last)
+}
+
+/// The logits of `ids` at `at`, flattened, as f64.
+pub fn logits(m: &gim::LoadedModel, ids: &[u32], at: Positions) -> Vec<f64> {
+    m.model
+        .logits(&[ids.to_vec()], at)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// The method and rules of a fixture's rule-set name.
+pub fn rules_for(name: &str) -> (Method, GimRules) {
+    match name {
+        "plain" => (Method::Gradient, GimRules::off()),
+        "gim" => (Method::Gim, GimRules::gim()),
+        "freeze_norm_only" => (Method::Gim, GimRules::freeze_norm_only()),
+        "softmax_T_only" => (Method::Gim, GimRules::softmax_t_only()),
+        "qkv_only" => (Method::Gim, GimRules::qkv_only()),
+        "gate_up_only" => (Method::Gim, GimRules::gate_up_only()),
+        other => panic!("unknown rule set {other}"),
+    }
+}
+
+/// The request of one fixture case under the rule set `set`: its ids, its target (argmax or
+/// `target_token_id`), the default baseline.
+pub fn fixture_request(case: &Value, set: &str) -> AttributeRequest {
+    let (method, rules) = rules_for(set);
+    let mut req = AttributeRequest::new(u32s(&case["input_ids"]));
+    req.method = method;
+    req.rules = rules;
+    req.target = if case["target_kind"] == "argmax" {
+        TargetSpec::Argmax
+    } else {
+        TargetSpec::Id(case["target_token_id"].as_u64().unwrap() as u32)
+    };
+    req.baseline = Baseline::Default;
+    req
+}
+
+/// max |a − b| over all elements.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }

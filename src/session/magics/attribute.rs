@@ -1,6 +1,7 @@
 //! `%gim attribute "<prompt>"`: token attributions as a heatmap, an HTML token view and JSON.
 
 use super::Flow;
+use crate::args::MethodName;
 use crate::attribution::{attribute, AttributeRequest, Baseline, Method, Objective, TargetSpec};
 use crate::error::GimError;
 use crate::session::{views, MimeBundle, Output, Session};
@@ -30,9 +31,8 @@ pub struct Args {
     /// Foil token id.
     #[arg(long)]
     pub contrast_id: Option<u32>,
-    /// Method (default from `%gim config`): gim, gradient, grad-x-input, integrated-gradients,
-    /// occlusion, random, freeze-norm-only, softmax-t-only, qkv-only, gate-up-only.
-    #[arg(long)]
+    /// Method (default from `%gim config`).
+    #[arg(long, value_parser = MethodName)]
     pub method: Option<String>,
     /// Position whose prediction is explained (negative counts from the end).
     #[arg(long, allow_negative_numbers = true)]

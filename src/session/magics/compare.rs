@@ -2,6 +2,7 @@
 
 use super::attribute::{pick, request};
 use super::Flow;
+use crate::args::MethodName;
 use crate::attribution::{attribute, Method};
 use crate::session::{views, MimeBundle, Output, Session};
 
@@ -15,6 +16,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
+        value_parser = MethodName,
         default_value = "gim,gradient,grad-x-input,integrated-gradients,occlusion"
     )]
     pub methods: Vec<String>,

@@ -262,7 +262,7 @@ pub fn complete(s: &Session, line: &str, cursor: usize) -> Completion {
                 .map(|(h, _)| format!("{h},"))
                 .unwrap_or_default();
             let tail = word.rsplit(',').next().unwrap_or("");
-            for me in Method::ALL {
+            for me in Method::all() {
                 if me.name().starts_with(tail) {
                     cands.push(format!("{head}{}", me.name()));
                 }
