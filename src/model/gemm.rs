@@ -103,7 +103,9 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
     {
         return Ok(None);
     }
-    let mut out = vec![0f32; batch * m * n];
+    // gemm writes every element (read_dst = false): no need to zero them first
+    let len = batch * m * n;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
     let o = OutPtr(out.as_mut_ptr());
     let (pa, pb) = (
         Ptr(va[la.start_offset()..].as_ptr()),
@@ -157,6 +159,9 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
         super::pool::for_each(batch * parts, run);
     }
     drop((ga, gb));
+    // SAFETY: the tasks above wrote all `len` elements: every batch item's m rows × the column
+    // ranges c0..c1, which tile 0..n.
+    unsafe { out.set_len(len) };
     Ok(Some(Tensor::from_vec(
         out,
         [&ad[..r - 1], &[n]].concat(),

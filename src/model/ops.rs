@@ -68,7 +68,8 @@ impl CustomOp1 for IdentityGrad {
 
 /// Identity forward, gradient multiplied by `scale` (the Q/K/V and gate/up rules).
 pub fn scale_grad(x: &Tensor, scale: f64) -> Result<Tensor> {
-    if scale == 1.0 {
+    // untracked (the explicit backward, inference): no graph will reach the op's backward
+    if scale == 1.0 || !x.track_op() {
         return Ok(x.clone());
     }
     x.apply_op1(IdentityGrad { scale, slot: None })
@@ -204,6 +205,10 @@ pub fn tempered_softmax(x: &Tensor, temperature: f64) -> Result<Tensor> {
     let dtype = x.dtype();
     let xf = x.to_dtype(DType::F32.max_precision(dtype))?;
     let s = softmax_last_dim(&xf.detach())?;
+    if !xf.track_op() {
+        // no graph will reach the attached backward: the probabilities themselves
+        return s.to_dtype(dtype);
+    }
     let y = xf.apply_op2(&s, Attach(Attached::TemperedSoftmax { temperature }))?;
     y.to_dtype(dtype)
 }

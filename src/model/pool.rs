@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 /// How long an idle worker spins before it parks (`GIM_SPIN_MS` overrides).
 const SPIN: Duration = Duration::from_millis(50);
 
+/// How long an idle worker spins before it also yields its core between checks.
+const YIELD_AFTER: Duration = Duration::from_micros(200);
+
 /// Threads that compute: `GIM_THREADS`, else `RAYON_NUM_THREADS`, else every core.
 pub fn threads() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
@@ -144,7 +147,12 @@ fn worker(s: &Shared, me: usize) {
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(1024) {
                 let t = *idle_since.get_or_insert_with(Instant::now);
-                if t.elapsed() >= s.spin {
+                let idle = t.elapsed();
+                if idle >= YIELD_AFTER {
+                    // let a third thread have this core (or the vCPU's host time) while idle
+                    std::thread::yield_now();
+                }
+                if idle >= s.spin {
                     s.sleeping[me].store(true, Ordering::SeqCst);
                     if s.gen.load(Ordering::SeqCst) == seen {
                         std::thread::park();
@@ -213,8 +221,15 @@ pub fn for_each(n: usize, f: impl Fn(usize) + Sync) {
     IN_JOB.with(|c| c.set(true));
     run_items(s, ptr, n);
     IN_JOB.with(|c| c.set(false));
+    let mut spins = 0u32;
     while s.active.load(Ordering::SeqCst) != 0 {
-        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins >= 4096 {
+            // the worker is late (preempted): give it this core if it waits here
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
     }
     if let Ok(mut j) = s.job.lock() {
         *j = None;

@@ -283,6 +283,49 @@ pub(crate) fn norm_bwd(
     )
 }
 
+/// Rotate-half RoPE over the whole last dimension of `x` `[b, s, heads, d]`, with `cos`/`sin`
+/// `[b, s, 1, d]` shared by the heads: `x·cos + (−x₂, x₁)·sin`, or with `transpose` its backward
+/// `dy·cos + (b, −a)` for `(a, b) = dy·sin`. The same products and sums in the same order as the
+/// composed tensor ops (bit for bit). `None` elsewhere (a partial rotary dimension among them).
+pub(crate) fn rope(
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    transpose: bool,
+) -> Result<Option<Tensor>> {
+    let (Ok((b, s, h, d)), Ok((cb, cs, one, cd))) = (x.dims4(), cos.dims4()) else {
+        return Ok(None);
+    };
+    if (cb, cs, one, cd) != (b, s, 1, d) || sin.dims() != cos.dims() || d % 2 != 0 {
+        return Ok(None);
+    }
+    let half = d / 2;
+    rowwise(
+        x,
+        [
+            (x, Rows::Full),
+            (cos, Rows::Shared(h)),
+            (sin, Rows::Shared(h)),
+        ],
+        move |[x, c, sn], out| {
+            for i in 0..d {
+                let (j, sign) = if i < half {
+                    (i + half, -1.0f32)
+                } else {
+                    (i - half, 1.0)
+                };
+                out[i] = if transpose {
+                    // rt[i] = ds[i + half] for i < half, −ds[i − half] after
+                    let ds = x[j] * sn[j];
+                    x[i] * c[i] + if i < half { ds } else { -ds }
+                } else {
+                    x[i] * c[i] + (sign * x[j]) * sn[i]
+                };
+            }
+        },
+    )
+}
+
 /// Softmax over the last dimension. Masked scores (the dtype's minimum) get exactly 0.
 pub(crate) fn softmax(x: &Tensor) -> Result<Option<Tensor>> {
     rowwise(x, [(x, Rows::Full)], |[x], out| {
