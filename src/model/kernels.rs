@@ -4,7 +4,7 @@
 //! candle runs unary ops on one thread with libm's scalar `tanhf`/`expf`, and the activation
 //! derivative of the backward is a chain of ~12 tensor ops. On the GPT-2-small shape that was a
 //! fifth of an attribution. Here each activation (and its backward, fused with the upstream
-//! gradient) is one pass over the data, split over the rayon threads, with a branch-free
+//! gradient) is one pass over the data, split over gim's worker threads (`pool.rs`), with a branch-free
 //! Cephes-style `exp`/`tanh` that the compiler vectorises. Their accuracy against f64 is tested
 //! (a few ulp); f64 models and the autograd reference engine never take this path.
 
@@ -162,7 +162,7 @@ pub(super) fn with_f32<R>(
 }
 
 /// `out_k[i] = f(in_0[i], in_1[i], …)[k]` over same-shaped f32 CPU tensors that autograd does not
-/// track, read in place and split over the rayon threads. `None` where the fast path does not
+/// track, read in place and split over gim's worker threads. `None` where the fast path does not
 /// apply (other dtype or device, tracked tensors, shape mismatch): the caller composes tensor ops.
 fn fused<const I: usize, const O: usize>(
     ins: [&Tensor; I],

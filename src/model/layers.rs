@@ -159,20 +159,29 @@ impl Rope {
         if let Some(y) = row_kernels::rope(x, &self.cos, &self.sin, false)? {
             return Ok(y);
         }
-        let dh = x.dim(D::Minus1)?;
         let r = self.rotary_dim;
-        let (rot, pass) = if r < dh {
-            (
-                x.narrow(D::Minus1, 0, r)?,
-                Some(x.narrow(D::Minus1, r, dh - r)?),
-            )
-        } else {
-            (x.clone(), None)
-        };
+        let (rot, pass) = self.split(x)?;
         let x1 = rot.narrow(D::Minus1, 0, r / 2)?;
         let x2 = rot.narrow(D::Minus1, r / 2, r / 2)?;
         let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
         let out = (rot.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?)?;
+        Self::join(out, pass)
+    }
+
+    /// The rotated part of the last dimension and the part that passes through (partial rotary).
+    fn split(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let (dh, r) = (x.dim(D::Minus1)?, self.rotary_dim);
+        if r < dh {
+            Ok((
+                x.narrow(D::Minus1, 0, r)?,
+                Some(x.narrow(D::Minus1, r, dh - r)?),
+            ))
+        } else {
+            Ok((x.clone(), None))
+        }
+    }
+
+    fn join(out: Tensor, pass: Option<Tensor>) -> Result<Tensor> {
         match pass {
             Some(p) => Ok(Tensor::cat(&[&out, &p], D::Minus1)?),
             None => Ok(out),
@@ -184,25 +193,14 @@ impl Rope {
         if let Some(y) = row_kernels::rope(dy, &self.cos, &self.sin, true)? {
             return Ok(y);
         }
-        let dh = dy.dim(D::Minus1)?;
         let r = self.rotary_dim;
-        let (rot, pass) = if r < dh {
-            (
-                dy.narrow(D::Minus1, 0, r)?,
-                Some(dy.narrow(D::Minus1, r, dh - r)?),
-            )
-        } else {
-            (dy.clone(), None)
-        };
+        let (rot, pass) = self.split(dy)?;
         let ds = rot.broadcast_mul(&self.sin)?;
         let a = ds.narrow(D::Minus1, 0, r / 2)?;
         let b = ds.narrow(D::Minus1, r / 2, r / 2)?;
         let rt = Tensor::cat(&[&b, &a.neg()?], D::Minus1)?;
         let out = (rot.broadcast_mul(&self.cos)? + rt)?;
-        match pass {
-            Some(p) => Ok(Tensor::cat(&[&out, &p], D::Minus1)?),
-            None => Ok(out),
-        }
+        Self::join(out, pass)
     }
 }
 

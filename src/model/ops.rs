@@ -151,7 +151,7 @@ impl CustomOp2 for Attach {
 
 /// Input gradient of a linear layer `y = x Wᵀ`: `dy @ W` for `dy` `[.., out]` and `w` `[out, in]`.
 ///
-/// On f32 CPU tensors with AVX-512 this is [`super::gemm`]'s product, which reads `w` in place.
+/// On f32 CPU tensors this is [`super::gemm`]'s product on gim's threads, reading `w` in place.
 /// Elsewhere: candle's gemm is slow with a row-major right operand and few rows, so short inputs compute
 /// `(Wᵀ dyᵀ)ᵀ`, whose operands it reads in its fast layout (2.5× on the 1B shape's MLP at 32
 /// tokens; slower from ~128 rows on). Both engines' backward go through here.
@@ -159,7 +159,7 @@ pub fn input_grad(dy: &Tensor, w: &Tensor) -> Result<Tensor> {
     let out = dy.dim(D::Minus1)?;
     let rows = dy.elem_count() / out.max(1);
     let dy2 = dy.reshape((rows, out))?;
-    let g = if let Some(g) = super::gemm::try_dy_w(&dy2, w)? {
+    let g = if let Some(g) = super::gemm::try_matmul(&dy2, w)? {
         g
     } else if rows <= 64 {
         w.t()?.matmul(&dy2.t()?)?.t()?.contiguous()?
@@ -252,7 +252,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     out_dims[last] = out;
     let trainable = w.track_op() || b.map(|b| b.track_op()).unwrap_or(false);
     let compute = |x2: &Tensor| -> Result<Tensor> {
-        let y = match super::gemm::try_x_wt(x2, w)? {
+        let y = match super::gemm::try_matmul(x2, &w.t()?)? {
             Some(y) => y,
             None => x2.matmul(&w.t()?)?,
         };

@@ -105,25 +105,10 @@ fn pool() -> &'static Pool {
                 .spawn(move || worker(&s, i));
             match spawned {
                 Ok(h) => workers.push(h.thread().clone()),
-                // fewer threads: the jobs still run, on the caller and the workers there are
+                // fewer threads: jobs wait only for the workers that started (`active`)
                 Err(_) => break,
             }
         }
-        let shared = if workers.len() == n {
-            shared
-        } else {
-            // a worker could not start: no job may wait for it, so none run in parallel
-            workers.clear();
-            Arc::new(Shared {
-                gen: AtomicUsize::new(0),
-                job: Mutex::new(None),
-                next: AtomicUsize::new(0),
-                active: AtomicUsize::new(0),
-                sleeping: Vec::new(),
-                panic: Mutex::new(None),
-                spin,
-            })
-        };
         Pool {
             shared,
             workers,
