@@ -683,6 +683,51 @@ fn the_layer_table_matches_architecture_md() {
     }
 }
 
+/// Source files may be at most this many lines, unless ARCHITECTURE.md's "Long files" section
+/// lists them with the reason.
+const MAX_LINES: usize = 450;
+
+#[test]
+fn no_file_is_long_unless_architecture_md_says_why() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap_or_else(|e| panic!("read ARCHITECTURE.md: {e}"));
+    let section = doc
+        .split("\n## ")
+        .find(|s| s.starts_with("Long files"))
+        .unwrap_or_else(|| panic!("ARCHITECTURE.md has no \"## Long files\" section"));
+    // each entry: "- `src/…rs` (N lines): why"
+    let listed: BTreeSet<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("- `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    let tree = read_tree();
+    let mut long = Vec::new();
+    for (path, src) in &tree {
+        let n = src.lines().count();
+        if n > MAX_LINES && !listed.contains(path.as_str()) {
+            long.push(format!("{path}: {n} lines"));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "files over {MAX_LINES} lines that ARCHITECTURE.md's \"Long files\" does not explain \
+         (split them, or list them there with the reason):\n{}",
+        long.join("\n")
+    );
+    for path in &listed {
+        let n = tree
+            .get(*path)
+            .map(|s| s.lines().count())
+            .unwrap_or_else(|| panic!("\"Long files\" lists {path}, which does not exist"));
+        assert!(
+            n > MAX_LINES,
+            "\"Long files\" lists {path}, which has only {n} lines: drop the entry"
+        );
+    }
+}
+
 #[test]
 fn every_use_crate_line_is_seen_at_its_own_line() {
     // The lexer's line numbers are what a breach report points at: check them on every line that

@@ -210,7 +210,11 @@ pub(super) fn objective(m: &LoadedModel, h: &Tensor, p: &Plan) -> Result<(Tensor
                 }
             }
             Objective::LogProb => {
-                let lp = log_softmax(&model.unembed(&hr)?.to_dtype(DType::F32.max(hr.dtype()))?)?; // [1, P, V]
+                let lp = log_softmax(
+                    &model
+                        .unembed(&hr)?
+                        .to_dtype(crate::model::ops::compute_dtype(hr.dtype()))?,
+                )?; // [1, P, V]
                 let mut total: Option<Tensor> = None;
                 for (j, &t) in targets.iter().enumerate() {
                     let x = lp.i((0, j, t as usize))?;
@@ -229,19 +233,6 @@ pub(super) fn objective(m: &LoadedModel, h: &Tensor, p: &Plan) -> Result<(Tensor
         vals.push(v);
     }
     Ok((Tensor::stack(&vals, 0)?, target0))
-}
-
-trait MaxDType {
-    fn max(self, other: DType) -> DType;
-}
-impl MaxDType for DType {
-    fn max(self, other: DType) -> DType {
-        if other == DType::F64 {
-            DType::F64
-        } else {
-            self
-        }
-    }
 }
 
 fn argmax(v: &[f32]) -> usize {

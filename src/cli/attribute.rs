@@ -142,7 +142,7 @@ pub fn run(a: Args) -> Result<()> {
     if a.json {
         println!("{}", to_json(&res)?);
     } else {
-        print_table(&res);
+        println!("{}", crate::render::attribution_table(&res));
     }
     Ok(())
 }
@@ -159,11 +159,6 @@ pub fn write_figures(r: &Attribution, figures: &FigureArgs) -> Result<()> {
 
 fn to_json(r: &Attribution) -> Result<String> {
     serde_json::to_string(r).map_err(|e| GimError::Io(e.to_string()))
-}
-
-/// A short text table of an attribution.
-pub fn print_table(r: &Attribution) {
-    println!("{}", crate::render::attribution_table(r));
 }
 
 fn run_batch(a: &Args, m: &LoadedModel, path: &str) -> Result<()> {

@@ -297,7 +297,7 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         )?;
         let d_scores = match cfg.attn_softcap {
             Some(c) => {
-                let t = (scores.to_dtype(DType::F32.max_with(scores.dtype()))? / c)?
+                let t = (scores.to_dtype(super::ops::compute_dtype(scores.dtype()))? / c)?
                     .clamp(-1.0, 1.0)?;
                 let f = (1.0 - t.sqr()?)?.to_dtype(d_scores.dtype())?;
                 ((d_scores * f)? * outer)?
@@ -374,19 +374,6 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
     }
 }
 
-trait MaxWith {
-    fn max_with(self, other: DType) -> DType;
-}
-impl MaxWith for DType {
-    fn max_with(self, other: DType) -> DType {
-        if other == DType::F64 {
-            DType::F64
-        } else {
-            self
-        }
-    }
-}
-
 /// Input gradient of a linear layer (see [`super::ops::input_grad`]).
 fn lin_bwd(dy: &Tensor, l: &LinearW) -> Result<Tensor> {
     Ok(super::ops::input_grad(dy, &l.w)?)
@@ -400,7 +387,7 @@ fn norm_bwd(cfg: &ModelConfig, w: &NormW, x: &Tensor, dy: &Tensor, freeze: bool)
         return Ok(dx);
     }
     let dtype = dy.dtype();
-    let ft = DType::F32.max_with(dtype);
+    let ft = super::ops::compute_dtype(dtype);
     let xf = x.to_dtype(ft)?;
     let g = dy.to_dtype(ft)?;
     let ww = w.w.to_dtype(ft)?;

@@ -216,11 +216,7 @@ pub(crate) fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Re
         return Ok(y);
     }
     let dtype = x.dtype();
-    let xf = if dtype == DType::F64 {
-        x.clone()
-    } else {
-        x.to_dtype(DType::F32)?
-    };
+    let xf = x.to_dtype(super::ops::compute_dtype(dtype))?;
     let eps = cfg.norm_eps;
     let y = match cfg.norm {
         NormKind::RmsNorm => {

@@ -172,18 +172,14 @@ pub fn input_grad(dy: &Tensor, w: &Tensor) -> Result<Tensor> {
     g.reshape(dims)
 }
 
-trait MaxPrecision {
-    fn max_precision(self, other: DType) -> DType;
-}
-
-impl MaxPrecision for DType {
-    /// f32 unless the other dtype is f64 (f64 test models keep full precision).
-    fn max_precision(self, other: DType) -> DType {
-        if other == DType::F64 {
-            DType::F64
-        } else {
-            self
-        }
+/// The dtype in which softmax, norms and log-probabilities of a `dtype` tensor are computed:
+/// f64 stays f64 (the float64 test models keep full precision), everything else (f32, bf16,
+/// f16) computes in f32. The one copy of this rule (model, backward and attribution use it).
+pub fn compute_dtype(dtype: DType) -> DType {
+    if dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
     }
 }
 
@@ -203,7 +199,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 /// `t == 1` gives the ordinary softmax gradient; the forward never depends on `t`.
 pub fn tempered_softmax(x: &Tensor, temperature: f64) -> Result<Tensor> {
     let dtype = x.dtype();
-    let xf = x.to_dtype(DType::F32.max_precision(dtype))?;
+    let xf = x.to_dtype(compute_dtype(dtype))?;
     let s = softmax_last_dim(&xf.detach())?;
     if !xf.track_op() {
         // no graph will reach the attached backward: the probabilities themselves
@@ -224,7 +220,7 @@ pub fn tempered_softmax_bwd(
     scale: f64,
 ) -> Result<Tensor> {
     let dtype = g.dtype();
-    let ft = DType::F32.max_precision(dtype);
+    let ft = compute_dtype(dtype);
     let s = if temperature == 1.0 {
         probs.to_dtype(ft)?
     } else {

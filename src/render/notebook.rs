@@ -53,8 +53,9 @@ pub fn demo_scores() -> TokenScores {
     }
 }
 
-/// Plain-text table of tokens and scores.
-pub(crate) fn plain_table(d: &TokenScores) -> String {
+/// Plain-text list of the sample's tokens and scores (the demo has no [`Attribution`]: results'
+/// tables are [`super::attribution_table`]).
+fn demo_text(d: &TokenScores) -> String {
     let mut s = format!("{}\n", d.title());
     for (t, v) in d.tokens.iter().zip(&d.scores) {
         s.push_str(&format!("{:>+10.4}  {:?}\n", v, t));
@@ -65,7 +66,7 @@ pub(crate) fn plain_table(d: &TokenScores) -> String {
 /// The sample heatmap as one bundle (text/plain, image/svg+xml, image/png, text/html) for `%gim demo`.
 pub fn demo_bundle() -> MimeBundle {
     let d = demo_scores();
-    let text = plain_table(&d);
+    let text = demo_text(&d);
     let html = token_html(&d, None);
     match token_heatmap(&d, &HeatmapOpts::default()) {
         Ok(fig) => bundle(text, Some(&fig), Some(html), None),
@@ -81,7 +82,7 @@ pub fn attribution_bundle(a: &Attribution) -> MimeBundle {
     let fig = token_heatmap(&d, &HeatmapOpts::default()).ok();
     let json = serde_json::to_value(a).ok();
     bundle(
-        plain_table(&d),
+        super::attribution_table(a),
         fig.as_ref(),
         Some(token_html(&d, None)),
         json,

@@ -52,22 +52,8 @@ fn json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
 
-/// Text table of one attribution.
-pub fn attribution_text(r: &Attribution) -> String {
-    render::attribution_table(r)
-}
-
 /// An attribution: text table, HTML token view, heatmap picture and the result as JSON.
-pub fn attribution_bundle(r: &Attribution) -> MimeBundle {
-    let d = render::TokenScores::from(r);
-    let fig = render::token_heatmap(&d, &render::HeatmapOpts::default()).ok();
-    render::bundle(
-        attribution_text(r),
-        fig.as_ref(),
-        Some(render::token_html(&d, None)),
-        Some(json(r)),
-    )
-}
+pub use crate::render::attribution_bundle;
 
 /// Several methods on one prompt: one figure, a row per method.
 pub fn compare_bundle(rs: &[Attribution], normalize: bool) -> MimeBundle {
@@ -78,7 +64,7 @@ pub fn compare_bundle(rs: &[Attribution], normalize: bool) -> MimeBundle {
         .flat_map(|r| r.attributions.iter())
         .fold(0.0f64, |m, v| m.max(v.abs()));
     for r in rs {
-        text.push_str(&attribution_text(r));
+        text.push_str(&render::attribution_table(r));
         text.push('\n');
         let d = render::TokenScores::from(r);
         html.push_str(&render::token_html(
