@@ -59,6 +59,30 @@ impl LoadArgs {
     }
 }
 
+/// `--json`: a `gim` subcommand prints its result as JSON (the result type's serde form, the
+/// same that `%gim … --as VAR` keeps) instead of text. Each subcommand says what it prints in the
+/// help (`#[command(mut_arg("json", ..))]`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct JsonArg {
+    /// Print the result as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl JsonArg {
+    /// With `--json`, `value` as one line of JSON on stdout and `true`; else `false` (the caller
+    /// prints its text).
+    pub fn print<T: serde::Serialize>(&self, value: &T) -> Result<bool> {
+        if !self.json {
+            return Ok(false);
+        }
+        let s = serde_json::to_string(value)
+            .map_err(|e| GimError::Io(format!("cannot write the result as JSON: {e}")))?;
+        println!("{s}");
+        Ok(true)
+    }
+}
+
 /// Where a `gim` subcommand writes its figure: `--svg`, `--png`. Each subcommand names its
 /// figure in the help (`#[command(mut_arg(..))]`).
 #[derive(clap::Args, Debug, Clone)]

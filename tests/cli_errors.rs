@@ -347,3 +347,31 @@ fn batch_jsonl_round_trip() {
     assert_eq!(lines[1]["objective"], "logit-diff");
     assert_eq!(lines[0]["token_ids"].as_array().unwrap().len(), 6);
 }
+
+/// `gim … | head`: a reader that goes away early ends the command quietly (no panic message),
+/// as other command-line tools do.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gim"))
+        .args([
+            "logits",
+            "--model",
+            "toy-ioi",
+            "--prompt",
+            "When Mary",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gim");
+    // close the read end before gim writes its (long) line of logits
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for gim");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "stderr: {err}"
+    );
+}

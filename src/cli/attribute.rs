@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::logits::input_ids;
 pub use crate::args::RuleArgs;
-use crate::args::{FigureArgs, MethodName, ModelArgs};
+use crate::args::{FigureArgs, JsonArg, MethodName, ModelArgs};
 use crate::attribution::{
     attribute, attribute_many, AttributeRequest, Attribution, Baseline, Method, Objective,
     TargetSpec,
@@ -18,6 +18,7 @@ use crate::loader::LoadedModel;
 #[derive(clap::Args, Debug)]
 #[command(mut_arg("svg", |a| a.help("Write the heatmap as SVG to this path")))]
 #[command(mut_arg("png", |a| a.help("Write the heatmap as PNG to this path")))]
+#[command(mut_arg("json", |a| a.help("Print the attribution as JSON")))]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -77,9 +78,8 @@ pub struct Args {
     pub seed: u64,
     #[command(flatten)]
     pub rules: RuleArgs,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
     #[command(flatten)]
     pub figures: FigureArgs,
 }
@@ -139,9 +139,7 @@ pub fn run(a: Args) -> Result<()> {
     req.contrast = spec(a.contrast_id, &a.contrast);
     let res = attribute(&m, &req)?;
     write_figures(&res, &a.figures)?;
-    if a.json {
-        println!("{}", to_json(&res)?);
-    } else {
+    if !a.json.print(&res)? {
         println!("{}", crate::render::attribution_table(&res));
     }
     Ok(())

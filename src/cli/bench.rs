@@ -1,12 +1,13 @@
 //! `gim bench`: timings of forward passes and attribution methods, as ratios measured side by side.
 
-use crate::args::LoadArgs;
+use crate::args::{JsonArg, LoadArgs};
 use crate::bench::{bench_model, random_model, save_random_gpt2, table, time_ms};
 use crate::error::{GimError, Result};
 use crate::loader;
 use crate::session::{Recorder, Session};
 
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("json", |a| a.help("Print JSON rows (one per line) instead of a table")))]
 pub struct Args {
     /// Model shapes: gpt2-small, llama-1b, tiny.
     #[arg(long, value_delimiter = ',', default_value = "gpt2-small")]
@@ -26,9 +27,8 @@ pub struct Args {
     pub reps: usize,
     #[command(flatten)]
     pub load: LoadArgs,
-    /// Print JSON rows instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
     /// Measure `%gim attribute` on a hot model against a fresh `gim attribute` process instead.
     #[arg(long)]
     pub hot_vs_fresh: bool,
@@ -64,7 +64,7 @@ pub fn run(a: Args) -> Result<()> {
         let text = a.prompt.as_deref().unwrap_or(crate::bench::BENCH_PARAGRAPH);
         let ids = m.tok.encode(text, true)?;
         let r = crate::bench::bench_ids(&m, &ids, &a.methods, a.reps)?;
-        if !a.json {
+        if !a.json.json {
             eprint!("{}", table(&r));
         }
         rows.extend(r);
@@ -78,17 +78,18 @@ pub fn run(a: Args) -> Result<()> {
         );
         for &t in &a.tokens {
             let r = bench_model(&m, t, &a.methods, a.reps)?;
-            if !a.json {
+            if !a.json.json {
                 eprint!("{}", table(&r));
             }
             rows.extend(r);
         }
     }
-    if a.json {
-        for r in &rows {
-            println!("{}", serde_json::to_string(r).unwrap_or_default());
-        }
-    } else {
+    // one JSON row per line (a stream of rows, not one array)
+    let mut json = false;
+    for r in &rows {
+        json = a.json.print(r)?;
+    }
+    if !json {
         println!("{}", table(&rows));
         print!("{}", crate::bench::growth(&rows));
         let var = |v: &str| std::env::var(v).unwrap_or_else(|_| "unset".into());

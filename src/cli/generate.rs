@@ -2,9 +2,10 @@
 
 use std::io::Write;
 
-use crate::args::ModelArgs;
+use crate::args::{JsonArg, ModelArgs};
 
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("json", |a| a.help("Print the result as one JSON object instead of streaming text")))]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -16,9 +17,8 @@ pub struct Args {
     /// Wrap the prompt as a user message in the model's chat template.
     #[arg(long)]
     pub chat: bool,
-    /// Print the result as one JSON object instead of streaming text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 pub fn run(a: Args) -> crate::Result<()> {
@@ -30,11 +30,11 @@ pub fn run(a: Args) -> crate::Result<()> {
     };
     let stop_ids = crate::generate::eos_ids(&m);
     let mut printed = String::new();
-    if !a.json {
+    if !a.json.json {
         print!("{prompt}");
     }
     let g = crate::generate::continue_text(&m, &prompt, a.max_tokens, &stop_ids, |ids| {
-        if !a.json {
+        if !a.json.json {
             // print what the text gained; a token that completes a multi-byte character
             // may change the end, so print only when the text extends what was printed
             let text = crate::generate::decode(&m, ids, &stop_ids);
@@ -46,12 +46,7 @@ pub fn run(a: Args) -> crate::Result<()> {
         }
         Ok(())
     })?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&g).map_err(|e| crate::GimError::Io(e.to_string()))?
-        );
-    } else {
+    if !a.json.print(&g)? {
         if let Some(rest) = g.text.strip_prefix(printed.as_str()) {
             print!("{rest}");
         }

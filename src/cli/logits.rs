@@ -2,11 +2,12 @@
 
 use serde::Serialize;
 
-use crate::args::ModelArgs;
+use crate::args::{JsonArg, ModelArgs};
 use crate::loader::LoadedModel;
 use crate::model::Positions;
 
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("json", |a| a.help("Print one JSON object")))]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -21,9 +22,8 @@ pub struct Args {
     /// Prompt text (tokenized with the model's tokenizer, special tokens added).
     #[arg(long)]
     pub prompt: Option<String>,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 #[derive(Serialize)]
@@ -83,12 +83,7 @@ pub fn run(a: Args) -> crate::Result<()> {
         logits: v,
         top,
     };
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&out).map_err(|e| crate::GimError::Io(e.to_string()))?
-        );
-    } else {
+    if !a.json.print(&out)? {
         println!("model_type: {}", out.model_type);
         println!("tokens:     {:?}", out.tokens);
         println!("top next tokens at the last position:");

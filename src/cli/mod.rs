@@ -45,6 +45,9 @@ pub enum Command {
 /// Run the CLI; errors are one line on stderr and a non-zero exit.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Kernel(_) | Command::Repl(_)) {
+        quiet_on_closed_pipe();
+    }
     let r = match cli.command {
         Command::Logits(a) => logits::run(a).map_err(anyhow::Error::from),
         Command::Generate(a) => generate::run(a).map_err(anyhow::Error::from),
@@ -62,6 +65,18 @@ pub fn main() -> std::process::ExitCode {
             eprintln!("error: {}", first_line(&e.to_string()));
             std::process::ExitCode::from(1)
         }
+    }
+}
+
+/// `gim … | head`: when the reader of stdout goes away, end quietly as other command-line tools
+/// do (the default SIGPIPE action) instead of panicking in `println!` on the broken pipe. Not
+/// for the kernel and the REPL, which must outlive a closed pipe.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: resetting a signal's disposition to its default, before any other thread exists
+    // that could be writing.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
