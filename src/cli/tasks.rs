@@ -43,6 +43,14 @@ pub fn run(a: Args) -> Result<()> {
         top1: a.top1,
         batch_size: a.batch_size.max(1),
     };
+    // Open the output before the model runs so a bad path fails at once.
+    let mut sink: Box<dyn Write> = match &a.out {
+        Some(p) => Box::new(
+            std::fs::File::create(p)
+                .map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
     crate::interrupt::clear();
     crate::interrupt::on_ctrl_c();
     let set = build(&m, a.task, &opts)?;
@@ -51,13 +59,9 @@ pub fn run(a: Args) -> Result<()> {
         text.push_str(&serde_json::to_string(ex).map_err(|e| GimError::Io(e.to_string()))?);
         text.push('\n');
     }
-    match &a.out {
-        Some(p) => std::fs::write(p, text)
-            .map_err(|e| GimError::input(format!("cannot write {p}: {e}")))?,
-        None => std::io::stdout()
-            .write_all(text.as_bytes())
-            .map_err(|e| GimError::Io(e.to_string()))?,
-    }
+    sink.write_all(text.as_bytes())
+        .and_then(|_| sink.flush())
+        .map_err(|e| GimError::input(format!("cannot write the JSONL: {e}")))?;
     eprintln!("{}", set.summary());
     Ok(())
 }
