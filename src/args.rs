@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use crate::attribution::Method;
 use crate::circuit::{Corruption, Problem};
 use crate::error::{GimError, Result};
-use crate::eval::{induction_examples, read_examples, EvalExample, Fields};
+use crate::eval::{induction_examples, read_examples, EvalExample, Fields, Metric};
 use crate::loader::{self, LoadOpts, LoadedModel};
 use crate::model::{GimRules, Positions};
 
@@ -195,8 +195,8 @@ pub enum EvalTask {
 /// Which examples and methods an evaluation runs: the options `gim eval` and `%gim eval` share.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalSet {
-    /// JSONL, one {"prompt":..,"target":..,"contrast":..} per line (or the toy IOI format:
-    /// "clean" as prompt, "io" as target).
+    /// JSONL, one {"prompt":..,"target":..,"contrast":..} per line (or `gim tasks` output:
+    /// "clean" as prompt, "foil" as contrast; or the toy IOI format: "io" as target).
     #[arg(long, required_unless_present = "task", conflicts_with = "task")]
     pub data: Option<String>,
     /// Generate the examples instead of reading --data.
@@ -223,9 +223,13 @@ pub struct EvalSet {
     /// Field holding the target text (default: target_id, else target, else io).
     #[arg(long)]
     pub target_field: Option<String>,
-    /// Field holding the contrast text, e.g. `s` for the IOI subject (default: contrast_id, else contrast).
+    /// Field holding the contrast text, e.g. `s` for the IOI subject (default: contrast_id, else contrast, else foil).
     #[arg(long)]
     pub contrast_field: Option<String>,
+    /// The score f whose drops are measured: logit (of the target), logit-diff (target − foil)
+    /// or log-prob (of the target) [default: logit-diff when every example has a foil, else logit].
+    #[arg(long, value_enum)]
+    pub metric: Option<Metric>,
     /// Most top-ranked tokens replaced for comprehensiveness.
     #[arg(long, default_value_t = 50)]
     pub max_steps: usize,

@@ -18,6 +18,7 @@ pub mod model;
 pub mod render;
 pub mod rng;
 pub mod session;
+pub mod tasks;
 pub mod text;
 pub mod tokenizer;
 pub mod toy;

@@ -8,7 +8,10 @@ use std::process::Command;
 
 use candle_core::{DType, IndexOp};
 use gim::attribution::{attribute, AttributeRequest, Attribution, Method, TargetSpec};
-use gim::eval::{evaluate, faithfulness, EvalExample, FaithfulnessOpts, Stat, SUFFICIENCY_RATIOS};
+use gim::eval::{
+    evaluate, faithfulness, resolve_metric, EvalExample, FaithfulnessOpts, Metric, Stat,
+    SUFFICIENCY_RATIOS,
+};
 use gim::model::Positions;
 use gim::session::{Recorder, Session};
 use gim::{load, LoadOpts, LoadedModel};
@@ -329,4 +332,220 @@ fn eval_magic_shows_table_chart_and_json() {
         .err()
         .unwrap();
     assert!(e.message.contains("cannot open") && !e.message.contains('\n'));
+}
+
+/// Full last-position logits of `ids`.
+fn logits_of(m: &LoadedModel, ids: &[u32]) -> Vec<f64> {
+    m.model
+        .logits(&[ids.to_vec()], Positions::Last)
+        .unwrap()
+        .i((0, 0))
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// Comprehensiveness and sufficiency by hand for a score `f` of the full logits.
+fn by_hand(m: &LoadedModel, a: &Attribution, f: &dyn Fn(&[f64]) -> f64) -> (f64, f64, f64) {
+    let base = a.baseline_id.unwrap();
+    let n = a.token_ids.len();
+    let mut cand: Vec<usize> = (1..n - 1).collect();
+    cand.sort_by(|&i, &j| a.attributions[j].partial_cmp(&a.attributions[i]).unwrap());
+    let f0 = f(&logits_of(m, &a.token_ids));
+    let mut comp = Vec::new();
+    let mut ids = a.token_ids.clone();
+    for &p in cand.iter().take(50) {
+        ids[p] = base;
+        comp.push(f0 - f(&logits_of(m, &ids)));
+    }
+    let mut suff = Vec::new();
+    for r in SUFFICIENCY_RATIOS {
+        let q = (r * cand.len() as f64).floor() as usize;
+        let mut ids = a.token_ids.clone();
+        for &p in &cand[cand.len() - q..] {
+            ids[p] = base;
+        }
+        suff.push(f0 - f(&logits_of(m, &ids)));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    (mean(&comp) / f0.abs(), mean(&suff) / f0.abs(), f0)
+}
+
+/// A score of the full logits.
+type Score = dyn Fn(&[f64]) -> f64;
+
+#[test]
+fn the_metric_decides_what_drops_are_measured() {
+    let m = fixture_model(DType::F64);
+    let prompt = "When Mary and John went to the store, John gave a drink to";
+    let ids = m.tok.encode(prompt, true).unwrap();
+    let t = m.tok.encode(" Mary", false).unwrap()[0] as usize;
+    let c = m.tok.encode(" John", false).unwrap()[0] as usize;
+    let ex = vec![EvalExample {
+        prompt: prompt.into(),
+        target: TargetSpec::Text(" Mary".into()),
+        contrast: Some(TargetSpec::Text(" John".into())),
+    }];
+    let logit = move |l: &[f64]| l[t];
+    let diff = move |l: &[f64]| l[t] - l[c];
+    let log_prob = move |l: &[f64]| {
+        let max = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        l[t] - max - l.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
+    };
+    let cases: [(Option<Metric>, Metric, &Score); 4] = [
+        (None, Metric::LogitDiff, &diff),
+        (Some(Metric::LogitDiff), Metric::LogitDiff, &diff),
+        (Some(Metric::Logit), Metric::Logit, &logit),
+        (Some(Metric::LogProb), Metric::LogProb, &log_prob),
+    ];
+    let mut comps = Vec::new();
+    for (asked, metric, f) in cases {
+        let opts = FaithfulnessOpts {
+            metric: asked,
+            ..Default::default()
+        };
+        let run = evaluate(
+            &m,
+            &ex,
+            &[Method::Random],
+            &AttributeRequest::new(vec![]),
+            &opts,
+            |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(run.metric, metric);
+        assert_eq!(
+            run.note.is_some(),
+            metric != Metric::LogitDiff,
+            "{:?}",
+            run.note
+        );
+        let r = &run.results[0];
+        assert_eq!(r.metric, metric);
+        // the same random ranking, re-made by hand; f from the full logits of each patched prompt
+        let mut req = AttributeRequest::new(ids.clone());
+        req.method = Method::Random;
+        let a = attribute(&m, &req).unwrap();
+        let (comp, suff, f0) = by_hand(&m, &a, f);
+        assert!(
+            (r.target_logit - f0).abs() < 1e-9,
+            "{metric}: {} vs {f0}",
+            r.target_logit
+        );
+        assert!(
+            (r.comprehensiveness - comp).abs() < 1e-9,
+            "{metric}: {} vs {comp}",
+            r.comprehensiveness
+        );
+        assert!(
+            (r.sufficiency - suff).abs() < 1e-9,
+            "{metric}: {} vs {suff}",
+            r.sufficiency
+        );
+        comps.push(r.comprehensiveness);
+    }
+    // the metric changes the numbers: logit, logit-diff and log-prob disagree
+    assert!(
+        (comps[1] - comps[2]).abs() > 1e-6 && (comps[2] - comps[3]).abs() > 1e-6,
+        "{comps:?}"
+    );
+    assert_eq!(comps[0], comps[1]);
+}
+
+#[test]
+fn the_default_metric_follows_the_foils() {
+    let ex = |foil: bool| EvalExample {
+        prompt: "a b c".into(),
+        target: TargetSpec::Text(" Mary".into()),
+        contrast: foil.then(|| TargetSpec::Text(" John".into())),
+    };
+    assert_eq!(
+        resolve_metric(&[ex(true), ex(true)], None).unwrap(),
+        (Metric::LogitDiff, None)
+    );
+    assert_eq!(
+        resolve_metric(&[ex(false)], None).unwrap(),
+        (Metric::Logit, None)
+    );
+    let (m, note) = resolve_metric(&[ex(true), ex(false)], None).unwrap();
+    assert_eq!(m, Metric::Logit);
+    assert!(note.unwrap().starts_with("1 of 2 examples have a foil"));
+    assert_eq!(
+        resolve_metric(&[ex(true)], Some(Metric::LogProb))
+            .unwrap()
+            .0,
+        Metric::LogProb
+    );
+    let e = resolve_metric(&[ex(true), ex(false)], Some(Metric::LogitDiff)).unwrap_err();
+    assert!(e.to_string().contains("1 of 2 have none") && e.to_string().contains("--metric logit"));
+}
+
+#[test]
+fn cli_eval_shows_the_metric() {
+    let data = tmp("foils.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            r#"{"clean":"When Mary and John went to the store , John gave a drink to","target":" Mary","foil":" John"}"#, "\n",
+            r#"{"clean":"As Tom and Kate walked to the park , Kate offered a book to","target":" Tom","foil":" Kate"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let d = data.to_str().unwrap();
+    let common = [
+        "eval",
+        "--model",
+        "toy-ioi",
+        "--data",
+        d,
+        "--methods",
+        "random",
+    ];
+    let (code, stdout, err) = gim(&common);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        stdout.contains("metric logit-diff") && stdout.contains("f = logit(target) − logit(foil)"),
+        "{stdout}"
+    );
+    let mut fx = Vec::new();
+    for metric in ["logit", "logit-diff", "log-prob"] {
+        let mut args = common.to_vec();
+        args.extend(["--metric", metric, "--json"]);
+        let (code, stdout, err) = gim(&args);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(v["metric"], metric);
+        fx.push(
+            v["summary"][0]["comprehensiveness"]["mean"]
+                .as_f64()
+                .unwrap(),
+        );
+    }
+    assert!(fx[0] != fx[1] && fx[1] != fx[2], "{fx:?}");
+    // logit-diff without foils is a one-line error naming the fix
+    let mut args = vec![
+        "eval",
+        "--model",
+        "toy-ioi",
+        "--data",
+        "models/toy-ioi/ioi_prompts.jsonl",
+    ];
+    args.extend([
+        "--limit",
+        "2",
+        "--methods",
+        "random",
+        "--metric",
+        "logit-diff",
+    ]);
+    let (code, _, err) = gim(&args);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error:")
+            && err.contains("--contrast-field")
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
 }

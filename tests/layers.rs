@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "attribution",
             "circuit",
             "eval",
+            "tasks",
             "train",
             "generate",
             "chat",

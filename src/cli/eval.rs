@@ -67,6 +67,7 @@ pub fn run(a: Args) -> Result<()> {
     let opts = FaithfulnessOpts {
         max_steps: a.set.max_steps,
         batch_size: a.batch_size.max(1),
+        metric: a.set.metric,
         ..Default::default()
     };
     // Open the JSONL before the long run so a bad path fails at once.
@@ -95,9 +96,10 @@ pub fn run(a: Args) -> Result<()> {
     bar.finish_and_clear();
     if run.n_done > 0 && a.figures.wanted() {
         let title = format!(
-            "Faithfulness on {} ({} examples)",
+            "Faithfulness on {} ({} examples, metric {})",
             crate::loader::default_name(&a.model.model),
-            run.n_done
+            run.n_done,
+            run.metric
         );
         let fig = faithfulness_chart(&run.summary, &title)?;
         a.figures.write(&fig.svg, &fig.png)?;

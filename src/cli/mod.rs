@@ -8,6 +8,7 @@ pub mod generate;
 mod kernel;
 pub mod logits;
 mod repl;
+pub mod tasks;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ pub enum Command {
     Eval(eval::Args),
     /// Find and verify a circuit (GIM edge attribution + real patching).
     Circuit(circuit::Args),
+    /// Generate a real task's prompts for a model (ioi, greater-than), kept where the model is right.
+    Tasks(tasks::Args),
     /// Train a toy model with a known mechanism (induction, ioi).
     Train(train::Args),
     /// Jupyter kernel (`--connection-file F`) and kernelspec installation (`install`).
@@ -55,6 +58,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Bench(a) => bench::run(a).map_err(anyhow::Error::from),
         Command::Eval(a) => eval::run(a).map_err(anyhow::Error::from),
         Command::Circuit(a) => circuit::run(a).map_err(anyhow::Error::from),
+        Command::Tasks(a) => tasks::run(a).map_err(anyhow::Error::from),
         Command::Train(a) => train::run(a).map_err(anyhow::Error::from),
         Command::Kernel(a) => kernel::run(a),
         Command::Repl(a) => repl::run(a),

@@ -1,4 +1,5 @@
-//! Evaluation examples: JSONL files (the `attribute --batch` format or the toy IOI prompt format)
+//! Evaluation examples: JSONL files (the `attribute --batch` format, `gim tasks` output or the toy
+//! IOI prompt format)
 //! and generated induction prompts.
 
 use std::io::BufRead;
@@ -26,7 +27,7 @@ pub struct Fields {
     pub prompt: Option<String>,
     /// target text field (default: `target_id`, else `target`, else `io`; none: the top prediction)
     pub target: Option<String>,
-    /// contrast text field (default: `contrast_id`, else `contrast`)
+    /// contrast text field (default: `contrast_id`, else `contrast`, else `foil`)
     pub contrast: Option<String>,
     /// keep only lines whose field equals the value (`heldout_template=true`)
     pub filter: Vec<(String, String)>,
@@ -89,7 +90,7 @@ pub fn parse_line(line: &str, fields: &Fields) -> std::result::Result<Option<Eva
     if let (Some(f), TargetSpec::Argmax) = (&fields.target, &target) {
         return Err(format!("no text field `{f}` for the target"));
     }
-    let contrast = spec(&v, &fields.contrast, "contrast_id", &["contrast"]);
+    let contrast = spec(&v, &fields.contrast, "contrast_id", &["contrast", "foil"]);
     if let (Some(f), None) = (&fields.contrast, &contrast) {
         return Err(format!("no text field `{f}` for the contrast"));
     }

@@ -12,6 +12,53 @@ use crate::model::{ForwardOpts, Positions};
 /// The paper's sufficiency ratios: fractions of the candidate tokens replaced, least important first.
 pub const SUFFICIENCY_RATIOS: [f64; 5] = [0.5, 0.8, 0.9, 0.95, 0.99];
 
+/// The score `f` whose drops faithfulness measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// the target's logit
+    Logit,
+    /// logit(target) − logit(foil): needs a foil on every example
+    LogitDiff,
+    /// log softmax of the target
+    LogProb,
+}
+
+impl Metric {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Metric::Logit => "logit",
+            Metric::LogitDiff => "logit-diff",
+            Metric::LogProb => "log-prob",
+        }
+    }
+
+    /// `f` in words (table footnotes, chart subtitles).
+    pub fn formula(&self) -> &'static str {
+        match self {
+            Metric::Logit => "f = logit(target)",
+            Metric::LogitDiff => "f = logit(target) − logit(foil)",
+            Metric::LogProb => "f = log p(target)",
+        }
+    }
+
+    /// The metric of an attribution's objective (`logit`, `logit-diff`, `log-prob`).
+    pub fn of_objective(objective: &str) -> Option<Metric> {
+        match objective {
+            "logit" => Some(Metric::Logit),
+            "logit-diff" => Some(Metric::LogitDiff),
+            "log-prob" => Some(Metric::LogProb),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How the metrics are computed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaithfulnessOpts {
@@ -21,6 +68,9 @@ pub struct FaithfulnessOpts {
     pub ratios: Vec<f64>,
     /// Patched prompts per forward pass.
     pub batch_size: usize,
+    /// The metric of [`crate::eval::evaluate`] (`None`: logit-diff when every example has a
+    /// foil, else logit). [`faithfulness`] itself follows the attribution's objective.
+    pub metric: Option<Metric>,
 }
 
 impl Default for FaithfulnessOpts {
@@ -29,20 +79,24 @@ impl Default for FaithfulnessOpts {
             max_steps: 50,
             ratios: SUFFICIENCY_RATIOS.to_vec(),
             batch_size: 32,
+            metric: None,
         }
     }
 }
 
 /// Faithfulness of one attribution.
 ///
-/// `f` is the target logit at the attribution's position, or logit(target) − logit(contrast) when
-/// the attribution has a contrast. Drops are `f(x) − f(x patched)`. Both scores are
+/// `f` is the attribution's objective at its position: the target logit (`logit`),
+/// logit(target) − logit(contrast) (`logit-diff`), or the target's log-probability (`log-prob`,
+/// minus the contrast's with a contrast). Drops are `f(x) − f(x patched)`. Both scores are
 /// **`mean(drops) / |f(x)|`**: dividing by the full score makes examples with large and small
 /// logits weigh alike (a 2-logit drop means little when `f(x)` = 40 and much when it is 3), while
 /// the absolute value keeps the sign of a drop meaningful when a logit difference is negative.
 /// When `|f(x)| < 1e-6` the normalisation is undefined and both scores are NaN (left out of means).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Faithfulness {
+    /// what `f` is
+    pub metric: Metric,
     /// mean drop over k = 1..K top-ranked tokens replaced, / |f(x)| (higher is better)
     pub comprehensiveness: f64,
     /// mean drop over the sufficiency ratios, least important replaced, / |f(x)| (lower is better)
@@ -109,15 +163,20 @@ pub fn patched_rows(
     (rows, k_max)
 }
 
-/// f for each row (no gradient): the target logit, minus the contrast logit if any, at `position`.
+/// f for each row (no gradient) at `position`: the target logit, minus the contrast logit if
+/// any; with `log_prob`, the target's log-probability (minus the contrast's).
 pub fn scores(
     m: &LoadedModel,
     rows: &[Vec<u32>],
     position: usize,
     target: u32,
     contrast: Option<u32>,
+    log_prob: bool,
     batch_size: usize,
 ) -> Result<Vec<f64>> {
+    if log_prob {
+        return log_prob_scores(m, rows, position, target, contrast, batch_size);
+    }
     let mut cols = vec![target];
     cols.extend(contrast);
     let mut out = Vec::with_capacity(rows.len());
@@ -139,6 +198,49 @@ pub fn scores(
     Ok(out)
 }
 
+fn log_prob_scores(
+    m: &LoadedModel,
+    rows: &[Vec<u32>],
+    position: usize,
+    target: u32,
+    contrast: Option<u32>,
+    batch_size: usize,
+) -> Result<Vec<f64>> {
+    let v = m.model.cfg.vocab_size;
+    if let Some(&bad) = [Some(target), contrast]
+        .iter()
+        .flatten()
+        .find(|&&i| i as usize >= v)
+    {
+        return Err(GimError::input(format!(
+            "token id {bad} is outside the vocabulary (size {v})"
+        )));
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        crate::interrupt::check()?;
+        let e = m.model.embed_ids(chunk)?;
+        let mut fo = ForwardOpts {
+            positions: Positions::At(vec![position]),
+            ..Default::default()
+        };
+        let h = m.model.forward_hidden(&e, &mut fo)?;
+        let l: Vec<Vec<f64>> = m
+            .model
+            .unembed(&h)?
+            .i((.., 0))?
+            .to_dtype(DType::F64)?
+            .to_vec2()?;
+        for r in &l {
+            let max = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + r.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+            let lp = |i: u32| r[i as usize] - lse;
+            out.push(lp(target) - contrast.map_or(0.0, lp));
+        }
+    }
+    Ok(out)
+}
+
 /// `mean(drops) / |f|` (NaN when `|f|` < 1e-6 or there are no drops).
 pub fn normalised_mean(drops: &[f64], f: f64) -> f64 {
     if drops.is_empty() || f.abs() < 1e-6 {
@@ -155,10 +257,17 @@ pub fn faithfulness(
     baseline_id: Option<u32>,
     opts: &FaithfulnessOpts,
 ) -> Result<Faithfulness> {
-    if a.objective == "log-prob" {
-        return Err(GimError::input(
-            "faithfulness is measured on single-token logit targets; this attribution explains a log-probability",
-        ));
+    let metric = Metric::of_objective(&a.objective).ok_or_else(|| {
+        GimError::input(format!(
+            "faithfulness cannot measure the objective `{}`",
+            a.objective
+        ))
+    })?;
+    if a.note.is_some() {
+        return Err(GimError::input(format!(
+            "faithfulness is measured on single-token targets; the target {:?} is several tokens (teacher-forced)",
+            a.target
+        )));
     }
     if a.attributions.len() != a.token_ids.len() {
         return Err(GimError::input(
@@ -184,12 +293,14 @@ pub fn faithfulness(
         a.position,
         a.target_id,
         a.contrast_id,
+        metric == Metric::LogProb,
         opts.batch_size,
     )?;
     let f0 = f[0];
     let comp: Vec<f64> = f[1..=k_max].iter().map(|v| f0 - v).collect();
     let suff: Vec<f64> = f[k_max + 1..].iter().map(|v| f0 - v).collect();
     Ok(Faithfulness {
+        metric,
         comprehensiveness: normalised_mean(&comp, f0),
         sufficiency: normalised_mean(&suff, f0),
         target_logit: f0,

@@ -24,7 +24,7 @@ pub use data::{
 };
 pub use metrics::{
     faithfulness, n_replaced, normalised_mean, patched_rows, ranking, replaced, scores,
-    Faithfulness, FaithfulnessOpts, SUFFICIENCY_RATIOS,
+    Faithfulness, FaithfulnessOpts, Metric, SUFFICIENCY_RATIOS,
 };
 
 use crate::attribution::{attribute, AttributeRequest, Method, Objective};
@@ -35,11 +35,13 @@ use crate::loader::LoadedModel;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExampleResult {
     pub method: String,
+    /// what f is: logit, logit-diff or log-prob
+    pub metric: Metric,
     /// index of the example in the data (after filtering and `--limit`)
     pub example: usize,
     pub comprehensiveness: f64,
     pub sufficiency: f64,
-    /// f(x): target logit, or logit difference with a contrast
+    /// f(x): the metric on the unpatched prompt (target logit, logit difference or log-probability)
     pub target_logit: f64,
     pub target: String,
     pub n_candidates: usize,
@@ -131,6 +133,11 @@ pub fn summarize(results: &[ExampleResult]) -> Vec<MethodSummary> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRun {
     pub model_type: String,
+    /// what f is: logit, logit-diff or log-prob (the same for every example)
+    pub metric: Metric,
+    /// anything the reader must know about the metric (foils present but unused)
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub note: Option<String>,
     pub methods: Vec<String>,
     pub n_examples: usize,
     /// examples finished for every method (the summary covers exactly these)
@@ -141,8 +148,34 @@ pub struct EvalRun {
     pub results: Vec<ExampleResult>,
 }
 
+/// The metric of a run: `opts.metric`, else logit-diff when every example has a foil, else logit;
+/// and a note when some examples' foils go unused. Logit-diff without a foil on every example is
+/// an error.
+pub fn resolve_metric(
+    examples: &[EvalExample],
+    metric: Option<Metric>,
+) -> Result<(Metric, Option<String>)> {
+    let n = examples.len();
+    let with = examples.iter().filter(|e| e.contrast.is_some()).count();
+    let metric = match metric {
+        Some(m) => m,
+        None if n > 0 && with == n => Metric::LogitDiff,
+        None => Metric::Logit,
+    };
+    if metric == Metric::LogitDiff && with < n {
+        return Err(GimError::input(format!(
+            "--metric logit-diff needs a foil on every example, but {} of {n} have none; add a \"foil\" (or \"contrast\") field, name it with --contrast-field, or use --metric logit",
+            n - with
+        )));
+    }
+    let note = (metric != Metric::LogitDiff && with > 0).then(|| {
+        format!("{with} of {n} examples have a foil, which the {metric} metric does not use (--metric logit-diff uses it)")
+    });
+    Ok((metric, note))
+}
+
 /// Attribute every example with every method (settings from `proto`: rules, baseline, IG steps,
-/// seed) and measure faithfulness. Examples run one after another, all methods each, and
+/// seed) and measure faithfulness with the metric of [`resolve_metric`] (`opts.metric`). Examples run one after another, all methods each, and
 /// `on_example` gets each finished example's results (write them out there). An interrupt
 /// ([`crate::interrupt`]) stops between steps and returns the finished examples with
 /// `interrupted: true`; other errors name the example and method.
@@ -162,6 +195,7 @@ pub fn evaluate(
             "faithfulness replaces tokens by a baseline token; a zero baseline has none",
         )
     })?;
+    let (metric, note) = resolve_metric(examples, opts.metric)?;
     let t0 = Instant::now();
     let mut results = Vec::new();
     let mut n_done = 0;
@@ -173,9 +207,15 @@ pub fn evaluate(
             let mut req = proto.clone();
             req.ids = ids.clone();
             req.target = ex.target.clone();
-            req.contrast = ex.contrast.clone();
+            req.contrast = match metric {
+                Metric::LogitDiff => ex.contrast.clone(),
+                Metric::Logit | Metric::LogProb => None,
+            };
             req.method = method;
-            req.objective = Objective::Logit;
+            req.objective = match metric {
+                Metric::LogProb => Objective::LogProb,
+                Metric::Logit | Metric::LogitDiff => Objective::Logit,
+            };
             let step = attribute(m, &req)
                 .and_then(|a| faithfulness(m, &a, Some(baseline), opts).map(|f| (a, f)));
             let (a, f) = match step {
@@ -195,6 +235,7 @@ pub fn evaluate(
             };
             these.push(ExampleResult {
                 method: method.name().to_string(),
+                metric: f.metric,
                 example: i,
                 comprehensiveness: f.comprehensiveness,
                 sufficiency: f.sufficiency,
@@ -215,6 +256,8 @@ pub fn evaluate(
     }
     Ok(EvalRun {
         model_type: m.model.cfg.model_type.clone(),
+        metric,
+        note,
         methods: methods.iter().map(|m| m.name().to_string()).collect(),
         n_examples: examples.len(),
         n_done,

@@ -19,12 +19,20 @@ fn cell(s: &Stat) -> String {
 
 fn heading(run: &EvalRun) -> String {
     format!(
-        "faithfulness of {} methods on {} of {} examples ({}){}",
+        "faithfulness of {} methods on {} of {} examples ({}), metric {}{}",
         run.methods.len(),
         run.n_done,
         run.n_examples,
         run.model_type,
+        run.metric,
         if run.interrupted { ", interrupted" } else { "" }
+    )
+}
+
+fn footnote(run: &EvalRun) -> String {
+    format!(
+        "mean ± 1.96·sd/√n; {}; drops f(x) − f(x patched) normalised by |f(x)|",
+        run.metric.formula()
     )
 }
 
@@ -51,7 +59,10 @@ pub fn faithfulness_table(run: &EvalRun) -> String {
             cell(&s.sufficiency)
         ));
     }
-    t.push_str("mean ± 1.96·sd/√n; drops normalised by |f(x)|\n");
+    t.push_str(&format!("{}\n", footnote(run)));
+    if let Some(n) = &run.note {
+        t.push_str(&format!("note: {n}\n"));
+    }
     t
 }
 
@@ -79,7 +90,14 @@ pub fn faithfulness_html(run: &EvalRun) -> String {
             escape(&cell(&s.sufficiency))
         ));
     }
-    h.push_str("</table><div style=\"color:#555555;font-size:11px;margin-top:6px\">mean ± 1.96·sd/√n; drops normalised by |f(x)|</div></div>");
+    h.push_str(&format!(
+        "</table><div style=\"color:#555555;font-size:11px;margin-top:6px\">{}{}</div></div>",
+        escape(&footnote(run)),
+        run.note
+            .as_ref()
+            .map(|n| format!("<br>note: {}", escape(n)))
+            .unwrap_or_default()
+    ));
     h
 }
 

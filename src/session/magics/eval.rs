@@ -36,6 +36,7 @@ pub fn run(s: &mut Session, a: Args, _out: &mut dyn Output) -> Result<Option<Mim
     proto.baseline = Baseline::Default;
     let opts = FaithfulnessOpts {
         max_steps: a.set.max_steps,
+        metric: a.set.metric,
         ..Default::default()
     };
     let run = evaluate(m, &data, &methods, &proto, &opts, |_| Ok(()))?;
