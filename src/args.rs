@@ -10,7 +10,9 @@ use clap::ValueEnum;
 use crate::attribution::Method;
 use crate::circuit::{Corruption, DataSplit, DatasetOpts, EdgeMethod, Problem};
 use crate::error::{GimError, Result};
-use crate::eval::{induction_examples, read_examples, read_jsonl, text_field_of, EvalExample, Fields};
+use crate::eval::{
+    induction_examples, read_examples, read_jsonl, text_field_of, EvalExample, Fields,
+};
 use crate::loader::{self, LoadOpts, LoadedModel};
 use crate::model::{GimRules, Positions};
 
@@ -391,11 +393,21 @@ pub struct CircuitData {
     pub eval_data: Option<String>,
     /// Without --eval-data: the first fraction of the --data examples (in file order) finds the
     /// circuits, the rest evaluates them (1 = find and evaluate on all of them).
-    #[arg(long, default_value_t = 0.5, requires = "data", conflicts_with = "eval_data")]
+    #[arg(
+        long,
+        default_value_t = 0.5,
+        requires = "data",
+        conflicts_with = "eval_data"
+    )]
     pub split: f64,
     /// Comma-separated edge methods: gim, gradient, integrated-gradients (EAP-IG),
     /// freeze-norm-only, softmax-t-only, qkv-only, gate-up-only, random.
-    #[arg(long, value_delimiter = ',', default_value = "gim,gradient,random", requires = "data")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "gim,gradient,random",
+        requires = "data"
+    )]
     pub methods: Vec<String>,
     /// EAP-IG interpolation steps (MIB: 5).
     #[arg(long, default_value_t = 5, requires = "data")]

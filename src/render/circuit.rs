@@ -163,10 +163,7 @@ fn fmt_pct(p: f64) -> String {
 pub fn dataset_chart(r: &DatasetReport) -> LineChart {
     LineChart {
         log_x: true,
-        title: format!(
-            "faithfulness over {} examples · {}",
-            r.n_eval, r.metric
-        ),
+        title: format!("faithfulness over {} examples · {}", r.n_eval, r.metric),
         x_label: "edges kept (% of all, top-k by signed score)".into(),
         y_label: "faithfulness".into(),
         curves: r

@@ -74,11 +74,18 @@ pub fn line_chart(c: &LineChart) -> Result<Figure> {
     let xs = step(&nice_ticks(xlo, xhi, 6));
     let ys = step(&nice_ticks(ylo, yhi, 5));
     // Axis ranges snap outward to whole ticks so the frame ends on a labelled value.
-    let xs = if c.log_x { 1.0 } else { xs };
-    let (xlo, xhi) = (
-        (xlo / xs - 1e-9).floor() * xs,
-        (xhi / xs + 1e-9).ceil() * xs,
-    );
+    // Log axes snap to whole decades (a point on a decade ends the frame there).
+    let (xlo, xhi) = if c.log_x {
+        (
+            (xlo + 1e-9).floor(),
+            (xhi - 1e-9).ceil().max((xlo + 1e-9).floor() + 1.0),
+        )
+    } else {
+        (
+            (xlo / xs - 1e-9).floor() * xs,
+            (xhi / xs + 1e-9).ceil() * xs,
+        )
+    };
     let (ylo, yhi) = (
         (ylo / ys - 1e-9).floor() * ys,
         (yhi / ys + 1e-9).ceil() * ys,
@@ -120,14 +127,7 @@ pub fn line_chart(c: &LineChart) -> Result<Figure> {
     let my = |y: f64| py + ph * (1.0 - (y - ylo) / (yhi - ylo));
     for &t in &xt {
         sc.line(vec![(mx(t), py), (mx(t), py + ph)], Rgb::grid(), 1);
-        sc.text(
-            mx(t),
-            py + ph + 12.0,
-            xlabel(t),
-            10.0,
-            INK,
-            Align::Center,
-        );
+        sc.text(mx(t), py + ph + 12.0, xlabel(t), 10.0, INK, Align::Center);
     }
     for &t in &yt {
         sc.line(vec![(px, my(t)), (px + pw, my(t))], Rgb::grid(), 1);
