@@ -236,3 +236,292 @@ fn induction_model_has_a_previous_token_head_feeding_an_induction_head() {
     );
     assert!(best_prev > 0.8, "prev-token score {best_prev:.2}");
 }
+
+// ---- circuits over data sets (MIB-style CPR / CMD) ----
+
+fn pairs_path() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/toy_ioi_pairs.jsonl")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `%gim circuit` / `gim circuit` arguments parsed as clap parses them.
+fn circuit_args(extra: &[&str]) -> gim::args::CircuitArgs {
+    use clap::Parser;
+    let mut argv = vec!["circuit"];
+    argv.extend_from_slice(extra);
+    gim::args::CircuitArgs::try_parse_from(argv).unwrap()
+}
+
+#[test]
+fn data_set_edge_scores_are_the_mean_of_single_pair_edge_attributions() {
+    let m = gim::load("toy-ioi", &Default::default()).unwrap();
+    let a = circuit_args(&["--data", &pairs_path(), "--limit", "5", "--split", "1"]);
+    let split = a.data.split(&m).unwrap().unwrap();
+    assert_eq!(
+        (split.find.len(), split.eval.len(), split.skipped),
+        (5, 5, 11)
+    );
+    let opts = DatasetOpts::default();
+    for (method, rules) in [
+        (EdgeMethod::Gim, GimRules::gim()),
+        (EdgeMethod::Gradient, GimRules::off()),
+        (EdgeMethod::QkvOnly, GimRules::qkv_only()),
+    ] {
+        let mean = mean_edge_attribution(&m, &split.find, method, &opts, &mut |_| {}).unwrap();
+        let singles: Vec<EdgeAttribution> = split
+            .find
+            .iter()
+            .map(|p| edge_attribution(&m, p, rules).unwrap())
+            .collect();
+        for (i, e) in mean.edges.iter().enumerate() {
+            let want = singles.iter().map(|s| s.edges[i].score).sum::<f64>() / 5.0;
+            assert_eq!(
+                (e.from, e.to),
+                (singles[0].edges[i].from, singles[0].edges[i].to)
+            );
+            assert!(
+                (e.score - want).abs() < 1e-6,
+                "{method:?} edge {i}: {} vs {want}",
+                e.score
+            );
+        }
+    }
+    // EAP-IG likewise averages its single-pair scores
+    let opts = DatasetOpts {
+        ig_steps: 3,
+        ..Default::default()
+    };
+    let mean = mean_edge_attribution(
+        &m,
+        &split.find,
+        EdgeMethod::IntegratedGradients,
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap();
+    let singles: Vec<EdgeAttribution> = split
+        .find
+        .iter()
+        .map(|p| edge_attribution_ig(&m, p, GimRules::off(), 3).unwrap())
+        .collect();
+    for (i, e) in mean.edges.iter().enumerate() {
+        let want = singles.iter().map(|s| s.edges[i].score).sum::<f64>() / 5.0;
+        assert!(
+            (e.score - want).abs() < 1e-6,
+            "IG edge {i}: {} vs {want}",
+            e.score
+        );
+    }
+}
+
+#[test]
+fn integrated_gradient_edge_scores_are_complete_where_plain_gradients_are_not() {
+    // Completeness: the embedding's edges to every receiver add up to Δe · ∇_e m, which for
+    // integrated gradients along corrupt → clean tends to m(clean) − m(corrupt) as steps grow;
+    // a single gradient at the clean point (EAP) is only a first-order estimate.
+    let m = gim::load("toy-ioi", &Default::default()).unwrap();
+    let probs = ioi_problems(&m, 4);
+    let (mut err_ig, mut err_g, mut err_ig1) = (0.0, 0.0, 0.0);
+    for p in &probs {
+        let embed_sum = |ea: &EdgeAttribution| -> f64 {
+            ea.edges
+                .iter()
+                .filter(|e| e.from == Node::Embed)
+                .map(|e| e.score)
+                .sum()
+        };
+        let ig = edge_attribution_ig(&m, p, GimRules::off(), 64).unwrap();
+        let ig1 = edge_attribution_ig(&m, p, GimRules::off(), 1).unwrap();
+        let g = edge_attribution(&m, p, GimRules::off()).unwrap();
+        let d = ig.metric_clean - ig.metric_corrupt;
+        assert!((ig.metric_clean - g.metric_clean).abs() < 1e-4);
+        assert!((ig.metric_corrupt - g.metric_corrupt).abs() < 1e-4);
+        err_ig += ((embed_sum(&ig) - d) / d).abs();
+        err_ig1 += ((embed_sum(&ig1) - d) / d).abs();
+        err_g += ((embed_sum(&g) - d) / d).abs();
+    }
+    let n = probs.len() as f64;
+    let (err_ig, err_ig1, err_g) = (err_ig / n, err_ig1 / n, err_g / n);
+    println!(
+        "completeness error (relative): IG-64 {err_ig:.4}, IG-1 {err_ig1:.4}, gradient {err_g:.4}"
+    );
+    assert!(
+        err_ig < 0.02,
+        "IG-64 relative completeness error {err_ig} (measured 0.007)"
+    );
+    assert!(err_ig < err_g / 4.0, "IG {err_ig} vs gradient {err_g}");
+    assert!(err_ig < err_ig1, "more steps must be more complete");
+}
+
+#[test]
+fn data_set_faithfulness_is_real_patching_normalised_after_averaging() {
+    let m = gim::load("toy-ioi", &Default::default()).unwrap();
+    let a = circuit_args(&["--data", &pairs_path(), "--limit", "8"]);
+    let split = a.data.split(&m).unwrap().unwrap();
+    assert_eq!((split.find.len(), split.eval.len()), (4, 4));
+    let opts = DatasetOpts {
+        methods: vec![EdgeMethod::Gim, EdgeMethod::Random],
+        fractions: vec![0.0, 0.05, 0.2, 1.0],
+        bootstrap: 200,
+        ..Default::default()
+    };
+    let r = dataset_report(&m, &split, &opts, &mut |_| {}).unwrap();
+    assert_eq!(r.n_eval, 4);
+    assert_eq!(r.edges[0], 0);
+    assert_eq!(r.edges[3], r.n_edges);
+    assert_eq!(r.edges[2], r.n_edges / 5);
+    for ms in &r.methods {
+        for curve in [&ms.faithfulness_signed, &ms.faithfulness_abs] {
+            assert!(
+                curve[0].abs() < 1e-3,
+                "{}: f(0 edges) = {}",
+                ms.method,
+                curve[0]
+            );
+            assert!(
+                (curve[3] - 1.0).abs() < 1e-4,
+                "{}: f(all) = {}",
+                ms.method,
+                curve[3]
+            );
+        }
+    }
+    // brute force at 20%: the gim ranking's top-k by signed score, every other edge patched
+    let ea = mean_edge_attribution(&m, &split.find, EdgeMethod::Gim, &opts, &mut |_| {}).unwrap();
+    let mut ranked = ea.edges.clone();
+    ranked.sort_by(|x, y| y.score.total_cmp(&x.score));
+    let k = r.edges[2];
+    let outside: Vec<(Node, Receiver)> = ranked[k..].iter().map(|e| (e.from, e.to)).collect();
+    let (mut mc, mut mk, mut mf) = (0.0, 0.0, 0.0);
+    for p in &split.eval {
+        let single = edge_attribution(&m, p, GimRules::off()).unwrap();
+        let clean = sender_acts(&m, &p.clean).unwrap();
+        let corr = corrupt_acts(&m, p, &clean).unwrap();
+        mf += patch_edges(&m, p, &corr, &outside).unwrap();
+        mc += single.metric_clean;
+        mk += single.metric_corrupt;
+    }
+    let want = (mf - mk) / (mc - mk);
+    let got = r.methods[0].faithfulness_signed[2];
+    assert!(
+        (got - want).abs() < 1e-6,
+        "f(20%) {got} vs brute force {want}"
+    );
+}
+
+#[test]
+fn cpr_and_cmd_are_trapezoids_of_the_curves_with_ordered_bootstrap_intervals() {
+    let m = gim::load("toy-ioi", &Default::default()).unwrap();
+    let a = circuit_args(&["--data", &pairs_path(), "--split", "0.25"]);
+    let split = a.data.split(&m).unwrap().unwrap();
+    assert_eq!((split.find.len(), split.eval.len()), (4, 12));
+    let opts = DatasetOpts {
+        methods: vec![EdgeMethod::Gim, EdgeMethod::Gradient],
+        ..Default::default()
+    };
+    let r = dataset_report(&m, &split, &opts, &mut |_| {}).unwrap();
+    assert_eq!(r.fractions, MIB_FRACTIONS.to_vec());
+    for ms in &r.methods {
+        let (mut cpr, mut cmd) = (0.0, 0.0);
+        for i in 0..r.fractions.len() - 1 {
+            let dx = r.fractions[i + 1] - r.fractions[i];
+            cpr += dx * (ms.faithfulness_signed[i] + ms.faithfulness_signed[i + 1]) / 2.0;
+            cmd += dx
+                * ((1.0 - ms.faithfulness_abs[i]).abs() + (1.0 - ms.faithfulness_abs[i + 1]).abs())
+                / 2.0;
+        }
+        assert!((ms.cpr.est - cpr).abs() < 1e-12, "{} CPR", ms.method);
+        assert!((ms.cmd.est - cmd).abs() < 1e-12, "{} CMD", ms.method);
+        for iv in [ms.cpr, ms.cmd] {
+            assert!(iv.lo <= iv.est && iv.est <= iv.hi, "{}: {iv:?}", ms.method);
+            assert!(iv.hi > iv.lo, "{}: degenerate interval {iv:?}", ms.method);
+        }
+        // the same examples twice over (the same empirical distribution, twice the data):
+        // the bootstrap interval narrows (by about √2)
+        let twice = |v: &[f64]| -> Vec<f64> { v.iter().chain(v).copied().collect() };
+        let twice_rows =
+            |v: &Vec<Vec<f64>>| -> Vec<Vec<f64>> { v.iter().map(|row| twice(row)).collect() };
+        let (c2, m2) = cpr_cmd(
+            &r.fractions,
+            &twice_rows(&ms.metrics_signed),
+            &twice_rows(&ms.metrics_abs),
+            &twice(&r.metric_clean),
+            &twice(&r.metric_corrupt),
+            1000,
+            0,
+        );
+        println!(
+            "{}: CPR {:.3} [{:.3}, {:.3}], doubled [{:.3}, {:.3}]; CMD {:.3} [{:.3}, {:.3}], doubled [{:.3}, {:.3}]",
+            ms.method, ms.cpr.est, ms.cpr.lo, ms.cpr.hi, c2.lo, c2.hi, ms.cmd.est, ms.cmd.lo, ms.cmd.hi, m2.lo, m2.hi
+        );
+        assert!((c2.est - ms.cpr.est).abs() < 1e-12 && (m2.est - ms.cmd.est).abs() < 1e-12);
+        assert!(
+            c2.hi - c2.lo < 0.85 * (ms.cpr.hi - ms.cpr.lo),
+            "{}",
+            ms.method
+        );
+        assert!(
+            m2.hi - m2.lo < 0.85 * (ms.cmd.hi - ms.cmd.lo),
+            "{}",
+            ms.method
+        );
+    }
+}
+
+#[test]
+fn data_set_errors_name_the_line() {
+    let m = gim::load("toy-ioi", &Default::default()).unwrap();
+    let dir = std::env::temp_dir().join(format!("gim-circuit-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("pairs.jsonl");
+    let good = r#"{"clean":"When John and Kate went to the store , John gave a gift to","corrupt":"When John and Kate went to the store , Jack gave a gift to","target":" Kate","foil":" John"}"#;
+    let bad = r#"{"clean":"When John and Kate went to the store , John gave a gift to","corrupt":"When John and Kate went to the store , John Jack gave a gift to","target":" Kate","foil":" John"}"#;
+    std::fs::write(&path, format!("{good}\n\n{good}\n{bad}\n")).unwrap();
+    let p = path.to_string_lossy().into_owned();
+    let err = circuit_args(&["--data", &p])
+        .data
+        .split(&m)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 4: clean has")
+            && err.contains("corrupt prompts must tokenize to the same length"),
+        "{err}"
+    );
+    let n_clean = m
+        .tok
+        .encode(
+            "When John and Kate went to the store , John gave a gift to",
+            true,
+        )
+        .unwrap()
+        .len();
+    assert!(
+        err.contains(&format!(
+            "clean has {n_clean} tokens, corrupt {}",
+            n_clean + 1
+        )),
+        "{err}"
+    );
+    // a missing field names the line and the field
+    std::fs::write(&path, format!("{good}\n{{\"clean\":\"x\"}}\n")).unwrap();
+    let err = circuit_args(&["--data", &p])
+        .data
+        .split(&m)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2") && err.contains("corrupt"), "{err}");
+    // an unknown or edge-less method is a one-line error
+    let err = circuit_args(&["--data", &p, "--methods", "gim,occlusion"])
+        .data
+        .methods()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("occlusion") && err.contains("no edge version"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

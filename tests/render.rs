@@ -198,6 +198,7 @@ fn faithfulness() -> LineChart {
         points: fr.iter().map(|x| (*x, 1.0 - x.powf(p))).collect(),
     };
     LineChart {
+        log_x: false,
         title: "Deletion curve (lower area = more faithful)".into(),
         x_label: "fraction of tokens removed".into(),
         y_label: "logit (normalised)".into(),
@@ -400,6 +401,7 @@ fn bad_inputs_are_errors_not_panics() {
     })
     .is_err());
     assert!(line_chart(&LineChart {
+        log_x: false,
         title: String::new(),
         x_label: String::new(),
         y_label: String::new(),

@@ -6,6 +6,7 @@
 //! slice of the output projection applied to its `hook_z`; under Gemma2's post-attention norm
 //! with the norm's statistic of the same run).
 
+mod dataset;
 mod edge_patch;
 mod edges;
 mod faithfulness;
@@ -13,8 +14,13 @@ mod nodes;
 mod patterns;
 mod report;
 
+pub use dataset::{
+    circuit_sizes, cpr_cmd, dataset_report, faithfulness_of, mean_edge_attribution, ranked_edges,
+    trapezoid, DataSplit, DatasetOpts, DatasetReport, EdgeMethod, Interval, MethodScores, Progress,
+    MIB_FRACTIONS,
+};
 pub use edge_patch::{patch_edges, EdgePatch};
-pub use edges::{connects, edge_attribution, Edge, EdgeAttribution, Receiver};
+pub use edges::{connects, edge_attribution, edge_attribution_ig, Edge, EdgeAttribution, Receiver};
 pub use faithfulness::{default_sizes, faithfulness_curve, FaithCurve, FaithPoint};
 pub use nodes::{exact_node_effects, node_attribution, patch_nodes, NodeAttribution};
 pub use patterns::{head_pattern_scores, pattern, self_repair, HeadPatternScores, SelfRepairRow};

@@ -79,55 +79,106 @@ pub fn parse_line(line: &str, fields: &Fields) -> std::result::Result<Option<Eva
     if !fields.filter.iter().all(|(k, want)| matches(&v, k, want)) {
         return Ok(None);
     }
+    parse_value(&v, fields).map(Some)
+}
+
+/// One JSON object (already past the filter) → an example.
+fn parse_value(v: &Value, fields: &Fields) -> std::result::Result<EvalExample, String> {
     let prompt = match &fields.prompt {
-        Some(f) => text_field(&v, f).ok_or_else(|| format!("no text field `{f}`"))?,
-        None => text_field(&v, "prompt")
-            .or_else(|| text_field(&v, "clean"))
+        Some(f) => text_field(v, f).ok_or_else(|| format!("no text field `{f}`"))?,
+        None => text_field(v, "prompt")
+            .or_else(|| text_field(v, "clean"))
             .ok_or("no \"prompt\" (or \"clean\") text field")?,
     };
     let target =
-        spec(&v, &fields.target, "target_id", &["target", "io"]).unwrap_or(TargetSpec::Argmax);
+        spec(v, &fields.target, "target_id", &["target", "io"]).unwrap_or(TargetSpec::Argmax);
     if let (Some(f), TargetSpec::Argmax) = (&fields.target, &target) {
         return Err(format!("no text field `{f}` for the target"));
     }
-    let contrast = spec(&v, &fields.contrast, "contrast_id", &["contrast", "foil"]);
+    let contrast = spec(v, &fields.contrast, "contrast_id", &["contrast", "foil"]);
     if let (Some(f), None) = (&fields.contrast, &contrast) {
         return Err(format!("no text field `{f}` for the contrast"));
     }
-    Ok(Some(EvalExample {
+    Ok(EvalExample {
         prompt,
         target,
         contrast,
-    }))
+    })
 }
 
 /// Read examples from a JSONL file; errors name the file and line.
 pub fn read_examples(path: &str, fields: &Fields) -> Result<Vec<EvalExample>> {
+    let rows = read_jsonl(path, &fields.filter, |v| parse_value(v, fields))?;
+    Ok(rows.rows.into_iter().map(|(_, ex)| ex).collect())
+}
+
+/// The kept lines of a JSONL file: each with its 1-based line number, and how many lines the
+/// filter dropped.
+#[derive(Debug, Clone)]
+pub struct JsonlRows<T> {
+    pub rows: Vec<(usize, T)>,
+    pub filtered_out: usize,
+}
+
+/// Read a JSONL file line by line: skip blank lines, drop the lines `filter` rejects
+/// (`FIELD=VALUE`, as `--filter`), parse the rest with `parse`; an error names the file and the
+/// line. Never empty: no kept line is an error too. `gim eval` and `gim circuit --data` read
+/// their files with this.
+pub fn read_jsonl<T>(
+    path: &str,
+    filter: &[(String, String)],
+    mut parse: impl FnMut(&Value) -> std::result::Result<T, String>,
+) -> Result<JsonlRows<T>> {
     let f = std::fs::File::open(path)
         .map_err(|e| GimError::input(format!("cannot open {path}: {e}")))?;
-    let mut out = Vec::new();
+    let mut rows = Vec::new();
+    let mut filtered_out = 0;
     for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
         let line = line.map_err(|e| GimError::input(format!("cannot read {path}: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        match parse_line(&line, fields) {
-            Ok(Some(ex)) => out.push(ex),
-            Ok(None) => {}
-            Err(e) => return Err(GimError::input(format!("{path} line {}: {e}", n + 1))),
+        let at = |e: String| GimError::input(format!("{path} line {}: {e}", n + 1));
+        let v: Value = serde_json::from_str(&line).map_err(|e| at(format!("not JSON ({e})")))?;
+        if !v.is_object() {
+            return Err(at("not a JSON object".into()));
         }
+        if !filter.iter().all(|(k, want)| matches(&v, k, want)) {
+            filtered_out += 1;
+            continue;
+        }
+        rows.push((n + 1, parse(&v).map_err(at)?));
     }
-    if out.is_empty() {
+    if rows.is_empty() {
         return Err(GimError::input(format!(
             "{path} has no examples{}",
-            if fields.filter.is_empty() {
+            if filter.is_empty() {
                 ""
             } else {
                 " that pass the filter"
             }
         )));
     }
-    Ok(out)
+    Ok(JsonlRows { rows, filtered_out })
+}
+
+/// A text field of a JSONL line: `explicit` if given, else the first of `defaults` present;
+/// the error names what is missing.
+pub fn text_field_of(
+    v: &Value,
+    explicit: &Option<String>,
+    defaults: &[&str],
+) -> std::result::Result<String, String> {
+    match explicit {
+        Some(f) => text_field(v, f).ok_or_else(|| format!("no text field `{f}`")),
+        None => defaults
+            .iter()
+            .find_map(|k| text_field(v, k))
+            .ok_or_else(|| {
+                let names: Vec<String> = defaults.iter().map(|d| format!("\"{d}\"")).collect();
+                format!("no {} text field", names.join(" or "))
+            }),
+    }
 }
 
 /// Length of the repeated segment of [`induction_examples`].

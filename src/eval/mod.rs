@@ -20,7 +20,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub use data::{
-    induction_examples, parse_line, read_examples, EvalExample, Fields, INDUCTION_SEGMENT,
+    induction_examples, parse_line, read_examples, read_jsonl, text_field_of, EvalExample, Fields,
+    JsonlRows, INDUCTION_SEGMENT,
 };
 pub use metrics::{
     faithfulness, n_replaced, normalised_mean, patched_rows, ranking, replaced, scores,

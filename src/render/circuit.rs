@@ -1,9 +1,10 @@
 //! Circuit results ([`crate::circuit`]) as text and graphs: edges → a [`CircuitGraph`], a
-//! circuit report's summary and its figure.
+//! circuit report's summary and its figure; a data-set hunt's CPR/CMD table and curves.
 
+use super::curves::{line_chart, Curve, LineChart};
 use super::graph::{circuit_graph, CircuitEdge, CircuitGraph, CircuitNode, GraphOpts, NodeKind};
 use super::Figure;
-use crate::circuit::{CircuitReport, Edge, Node};
+use crate::circuit::{CircuitReport, DatasetReport, Edge, Interval, Node};
 use crate::error::Result;
 
 fn node_id(n: Node) -> String {
@@ -96,4 +97,92 @@ pub fn circuit_figure(r: &CircuitReport, n_rep: usize) -> Result<Figure> {
             hide_isolated: true,
         },
     )
+}
+
+fn interval(i: &Interval) -> String {
+    if i.lo.is_finite() && i.hi.is_finite() {
+        format!("{:.3} [{:.3}, {:.3}]", i.est, i.lo, i.hi)
+    } else {
+        format!("{:.3}", i.est)
+    }
+}
+
+/// A data-set hunt as a markdown table: methods × CPR, CMD (95% bootstrap intervals), then
+/// the faithfulness curves per edge fraction (the CLI's output and the magic's text).
+pub fn dataset_table(r: &DatasetReport) -> String {
+    let mut t = format!(
+        "circuits over a data set: metric {}; {} edges; {} examples find, {} evaluate, {} skipped ({})\n\
+         CPR = area under faithfulness (top-k by signed score, higher is better); CMD = area under |1 − faithfulness| (top-k by |score|, lower is better); 95% bootstrap intervals over {} resamples of the evaluation examples\n\n",
+        r.metric, r.n_edges, r.n_find, r.n_eval, r.n_skipped, r.split, r.bootstrap
+    );
+    t.push_str("| method | CPR ↑ | CMD ↓ | find s | eval s |\n|---|---|---|---|---|\n");
+    for m in &r.methods {
+        t.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {:.1} |\n",
+            m.method,
+            interval(&m.cpr),
+            interval(&m.cmd),
+            m.seconds_find,
+            m.seconds_eval
+        ));
+    }
+    t.push_str("\nfaithfulness by edge fraction (signed / |score| circuits)\n\n| method |");
+    for f in &r.fractions {
+        t.push_str(&format!(" {}% |", fmt_pct(f * 100.0)));
+    }
+    t.push_str("\n|---|");
+    t.push_str(&"---|".repeat(r.fractions.len()));
+    t.push('\n');
+    for m in &r.methods {
+        t.push_str(&format!("| {} |", m.method));
+        for (s, a) in m.faithfulness_signed.iter().zip(&m.faithfulness_abs) {
+            t.push_str(&format!(" {s:.2} / {a:.2} |"));
+        }
+        t.push('\n');
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    t.push_str(&format!(
+        "\nmean m(full) = {:.4} (clean), mean m(∅) = {:.4} (corrupt); {:.1} s in all\n",
+        mean(&r.metric_clean),
+        mean(&r.metric_corrupt),
+        r.seconds
+    ));
+    t
+}
+
+fn fmt_pct(p: f64) -> String {
+    if (p - p.round()).abs() < 1e-9 {
+        format!("{}", p.round() as i64)
+    } else {
+        format!("{p}")
+    }
+}
+
+/// Faithfulness against the edge fraction (log x), one line per method (circuits by signed
+/// score: the CPR curves).
+pub fn dataset_chart(r: &DatasetReport) -> LineChart {
+    LineChart {
+        log_x: true,
+        title: format!("faithfulness over {} examples · {}", r.n_eval, r.metric),
+        x_label: "edges kept (% of all, top-k by signed score)".into(),
+        y_label: "faithfulness".into(),
+        curves: r
+            .methods
+            .iter()
+            .map(|m| Curve {
+                name: m.method.clone(),
+                points: r
+                    .fractions
+                    .iter()
+                    .zip(&m.faithfulness_signed)
+                    .map(|(f, y)| (f * 100.0, *y))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// [`dataset_chart`] drawn.
+pub fn dataset_figure(r: &DatasetReport) -> Result<Figure> {
+    line_chart(&dataset_chart(r))
 }

@@ -22,16 +22,32 @@ pub struct LineChart {
     pub x_label: String,
     pub y_label: String,
     pub curves: Vec<Curve>,
+    /// logarithmic x axis (decade ticks; points with x ≤ 0 are left out)
+    #[serde(default)]
+    pub log_x: bool,
+}
+
+/// A decade tick's label: 10^t written out (0.01, 0.1, 1, 10, 100) or as 1e-5 / 1e6 far out.
+fn decade_label(t: f64) -> String {
+    let e = t.round() as i32;
+    if (-4..0).contains(&e) {
+        format!("{:.*}", (-e) as usize, 10f64.powi(e))
+    } else if (0..6).contains(&e) {
+        format!("{}", 10i64.pow(e as u32))
+    } else {
+        format!("1e{e}")
+    }
 }
 
 const MARGIN: f64 = 24.0;
 
 /// A line per curve with point markers, nice ticks, light grid, legend to the right of the plot.
 pub fn line_chart(c: &LineChart) -> Result<Figure> {
+    let tx = |x: f64| if c.log_x { x.log10() } else { x };
     let pts: Vec<(f64, f64)> = c
         .curves
         .iter()
-        .flat_map(|k| k.points.iter().copied())
+        .flat_map(|k| k.points.iter().map(|(x, y)| (tx(*x), *y)))
         .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
     if pts.is_empty() {
@@ -58,15 +74,37 @@ pub fn line_chart(c: &LineChart) -> Result<Figure> {
     let xs = step(&nice_ticks(xlo, xhi, 6));
     let ys = step(&nice_ticks(ylo, yhi, 5));
     // Axis ranges snap outward to whole ticks so the frame ends on a labelled value.
-    let (xlo, xhi) = (
-        (xlo / xs - 1e-9).floor() * xs,
-        (xhi / xs + 1e-9).ceil() * xs,
-    );
+    // Log axes snap to whole decades (a point on a decade ends the frame there).
+    let (xlo, xhi) = if c.log_x {
+        (
+            (xlo + 1e-9).floor(),
+            (xhi - 1e-9).ceil().max((xlo + 1e-9).floor() + 1.0),
+        )
+    } else {
+        (
+            (xlo / xs - 1e-9).floor() * xs,
+            (xhi / xs + 1e-9).ceil() * xs,
+        )
+    };
     let (ylo, yhi) = (
         (ylo / ys - 1e-9).floor() * ys,
         (yhi / ys + 1e-9).ceil() * ys,
     );
-    let xt = nice_ticks(xlo, xhi, 6);
+    let xt = if c.log_x {
+        // one tick per decade
+        (0..=((xhi - xlo).round() as usize))
+            .map(|i| xlo + i as f64)
+            .collect()
+    } else {
+        nice_ticks(xlo, xhi, 6)
+    };
+    let xlabel = |t: f64| {
+        if c.log_x {
+            decade_label(t)
+        } else {
+            fmt_tick(t, xs)
+        }
+    };
     let yt = nice_ticks(ylo, yhi, 5);
     let ylab_w = yt
         .iter()
@@ -89,14 +127,7 @@ pub fn line_chart(c: &LineChart) -> Result<Figure> {
     let my = |y: f64| py + ph * (1.0 - (y - ylo) / (yhi - ylo));
     for &t in &xt {
         sc.line(vec![(mx(t), py), (mx(t), py + ph)], Rgb::grid(), 1);
-        sc.text(
-            mx(t),
-            py + ph + 12.0,
-            fmt_tick(t, xs),
-            10.0,
-            INK,
-            Align::Center,
-        );
+        sc.text(mx(t), py + ph + 12.0, xlabel(t), 10.0, INK, Align::Center);
     }
     for &t in &yt {
         sc.line(vec![(px, my(t)), (px + pw, my(t))], Rgb::grid(), 1);
@@ -133,8 +164,9 @@ pub fn line_chart(c: &LineChart) -> Result<Figure> {
         let p: Vec<(f64, f64)> = curve
             .points
             .iter()
+            .map(|(x, y)| (tx(*x), *y))
             .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|(x, y)| (mx(*x), my(*y)))
+            .map(|(x, y)| (mx(x), my(y)))
             .collect();
         sc.line(p.clone(), col, 2);
         for (x, y) in p {

@@ -31,7 +31,9 @@ mod tokens;
 
 pub use bars::{bar_chart, BarChart, BarPanel};
 pub use bundle::{new_display_id, MimeBundle, RESULT_MIME};
-pub use circuit::{circuit_figure, circuit_summary, edge_graph};
+pub use circuit::{
+    circuit_figure, circuit_summary, dataset_chart, dataset_figure, dataset_table, edge_graph,
+};
 pub use color::{diverging, sequential, Rgb};
 pub use curves::{line_chart, Curve, LineChart};
 pub use faithfulness::{

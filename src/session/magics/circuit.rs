@@ -3,7 +3,7 @@
 
 use super::attribute::pick;
 use super::Flow;
-use crate::circuit::{circuit_report, CircuitReport};
+use crate::circuit::{circuit_report, dataset_report, CircuitReport};
 use crate::error::GimError;
 use crate::render::{self, Curve, LineChart};
 use crate::session::{MimeBundle, Output, Session};
@@ -20,7 +20,36 @@ pub fn report(s: &Session, a: &Args) -> Result<CircuitReport, GimError> {
     circuit_report(m, &p, s.settings.rules, a.top, a.faithfulness, a.seed)
 }
 
+/// `%gim circuit --data FILE`: every method's CPR and CMD over a data set (table + curves).
+fn run_data(
+    s: &mut Session,
+    a: Args,
+    split: crate::circuit::DataSplit,
+    out: &mut dyn Output,
+) -> Result<Option<MimeBundle>, Flow> {
+    let m = pick(s, &a.problem.model)?;
+    let opts = a.data.opts(s.settings.rules, a.seed)?;
+    let r = dataset_report(m, &split, &opts, &mut |_| {})?;
+    let fig = render::dataset_figure(&r).ok();
+    let json = serde_json::to_value(&r).unwrap_or_default();
+    if let Some(v) = a.var {
+        s.vars.insert(v, json.clone());
+    }
+    Ok(Some(crate::session::views::figure_then_text(
+        out,
+        fig.as_ref(),
+        render::dataset_table(&r),
+        json,
+    )))
+}
+
 pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
+    if a.data.data.is_some() {
+        let split = a.data.split(pick(s, &a.problem.model)?)?;
+        if let Some(split) = split {
+            return run_data(s, a, split, out);
+        }
+    }
     let r = report(s, &a)?;
     let m = pick(s, &a.problem.model)?;
     let text = render::circuit_summary(&r);
@@ -31,6 +60,7 @@ pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<Mime
         );
     }
     let chart = LineChart {
+        log_x: false,
         title: format!("faithfulness · {}", r.metric),
         x_label: "edges kept".into(),
         y_label: "faithfulness".into(),

@@ -34,6 +34,7 @@ pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<Mime
         ));
     }
     let chart = LineChart {
+        log_x: false,
         title: "direct (x) vs total (y) effect per head".into(),
         x_label: "rank by |direct effect|".into(),
         y_label: "effect on the metric".into(),
