@@ -8,7 +8,7 @@ use clap::builder::{PossibleValue, TypedValueParser};
 use clap::ValueEnum;
 
 use crate::attribution::Method;
-use crate::circuit::{Corruption, DataSplit, DatasetOpts, EdgeMethod, Problem};
+use crate::circuit::{Corruption, DataSplit, DatasetOpts, Problem};
 use crate::error::{GimError, Result};
 use crate::eval::{
     induction_examples, read_examples, read_jsonl, text_field_of, EvalExample, Fields, Metric,
@@ -474,17 +474,21 @@ struct ReadPairs {
 
 impl CircuitData {
     /// The edge methods of `--methods`, by the token-attribution methods' names and aliases.
-    pub fn methods(&self) -> Result<Vec<EdgeMethod>> {
+    pub fn methods(&self) -> Result<Vec<Method>> {
         let mut v = Vec::new();
         for s in self.methods.iter().filter(|s| !s.trim().is_empty()) {
-            let name = Method::parse(s)?.name();
-            let em = EdgeMethod::from_name(&name).ok_or_else(|| {
-                let names: Vec<&str> = EdgeMethod::all().iter().map(|m| m.name()).collect();
-                GimError::input(format!(
+            let em = Method::parse(s)?;
+            if !em.scores_edges() {
+                let names: Vec<String> = Method::all()
+                    .iter()
+                    .filter(|m| m.scores_edges())
+                    .map(Method::name)
+                    .collect();
+                return Err(GimError::input(format!(
                     "`{s}` has no edge version (choose from {})",
                     names.join(", ")
-                ))
-            })?;
+                )));
+            }
             if !v.contains(&em) {
                 v.push(em);
             }

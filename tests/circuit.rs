@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 
+use gim::attribution::Method;
 use gim::circuit::*;
 use gim::model::GimRules;
 
@@ -265,9 +266,9 @@ fn data_set_edge_scores_are_the_mean_of_single_pair_edge_attributions() {
     );
     let opts = DatasetOpts::default();
     for (method, rules) in [
-        (EdgeMethod::Gim, GimRules::gim()),
-        (EdgeMethod::Gradient, GimRules::off()),
-        (EdgeMethod::QkvOnly, GimRules::qkv_only()),
+        (Method::Gim, GimRules::gim()),
+        (Method::Gradient, GimRules::off()),
+        (Method::QkvOnly, GimRules::qkv_only()),
     ] {
         let mean = mean_edge_attribution(&m, &split.find, method, &opts, &mut |_| {}).unwrap();
         let singles: Vec<EdgeAttribution> = split
@@ -296,7 +297,7 @@ fn data_set_edge_scores_are_the_mean_of_single_pair_edge_attributions() {
     let mean = mean_edge_attribution(
         &m,
         &split.find,
-        EdgeMethod::IntegratedGradients,
+        Method::IntegratedGradients,
         &opts,
         &mut |_| {},
     )
@@ -362,7 +363,7 @@ fn data_set_faithfulness_is_real_patching_normalised_after_averaging() {
     let split = a.data.split(&m).unwrap().unwrap();
     assert_eq!((split.find.len(), split.eval.len()), (4, 4));
     let opts = DatasetOpts {
-        methods: vec![EdgeMethod::Gim, EdgeMethod::Random],
+        methods: vec![Method::Gim, Method::Random],
         fractions: vec![0.0, 0.05, 0.2, 1.0],
         bootstrap: 200,
         ..Default::default()
@@ -389,7 +390,7 @@ fn data_set_faithfulness_is_real_patching_normalised_after_averaging() {
         }
     }
     // brute force at 20%: the gim ranking's top-k by signed score, every other edge patched
-    let ea = mean_edge_attribution(&m, &split.find, EdgeMethod::Gim, &opts, &mut |_| {}).unwrap();
+    let ea = mean_edge_attribution(&m, &split.find, Method::Gim, &opts, &mut |_| {}).unwrap();
     let mut ranked = ea.edges.clone();
     ranked.sort_by(|x, y| y.score.total_cmp(&x.score));
     let k = r.edges[2];
@@ -418,7 +419,7 @@ fn cpr_and_cmd_are_trapezoids_of_the_curves_with_ordered_bootstrap_intervals() {
     let split = a.data.split(&m).unwrap().unwrap();
     assert_eq!((split.find.len(), split.eval.len()), (4, 12));
     let opts = DatasetOpts {
-        methods: vec![EdgeMethod::Gim, EdgeMethod::Gradient],
+        methods: vec![Method::Gim, Method::Gradient],
         ..Default::default()
     };
     let r = dataset_report(&m, &split, &opts, &mut |_| {}).unwrap();

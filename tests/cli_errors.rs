@@ -124,6 +124,14 @@ fn model_loading_errors() {
 fn input_errors() {
     let m = model_dir("gpt2");
     let m = s(&m);
+    // a data file without line ends (a device, a binary) is an error, not an endless read
+    #[cfg(unix)]
+    for cmd in ["eval", "circuit"] {
+        fails_with(
+            &[cmd, "--model", "toy-ioi", "--data", "/dev/zero"],
+            "line 1: longer than 16 MiB",
+        );
+    }
     fails_with(
         &["logits", "--model", m, "--ids", "1,2,384"],
         "outside the vocabulary",

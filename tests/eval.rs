@@ -39,15 +39,22 @@ fn f_one(m: &LoadedModel, ids: &[u32], a: &Attribution) -> f64 {
 
 /// The metrics written out as plainly as possible, one forward pass per patched prompt.
 fn naive(m: &LoadedModel, a: &Attribution, base: u32) -> (f64, f64) {
+    let (c, s, _) = drops_by_hand(a, base, &|ids| f_one(m, ids, a));
+    (c, s)
+}
+
+/// Comprehensiveness, sufficiency and f(x), one `score` call per patched prompt: the top-50
+/// prefix replacements and the sufficiency ratios, normalised by |f(x)|.
+fn drops_by_hand(a: &Attribution, base: u32, score: &dyn Fn(&[u32]) -> f64) -> (f64, f64, f64) {
     let n = a.token_ids.len();
     let mut cand: Vec<usize> = (1..n - 1).collect();
     cand.sort_by(|&i, &j| a.attributions[j].partial_cmp(&a.attributions[i]).unwrap());
-    let f0 = f_one(m, &a.token_ids, a);
+    let f0 = score(&a.token_ids);
     let mut comp = Vec::new();
     let mut ids = a.token_ids.clone();
     for &p in cand.iter().take(50) {
         ids[p] = base;
-        comp.push(f0 - f_one(m, &ids, a));
+        comp.push(f0 - score(&ids));
     }
     let mut suff = Vec::new();
     for r in SUFFICIENCY_RATIOS {
@@ -56,10 +63,10 @@ fn naive(m: &LoadedModel, a: &Attribution, base: u32) -> (f64, f64) {
         for &p in &cand[cand.len() - q..] {
             ids[p] = base;
         }
-        suff.push(f0 - f_one(m, &ids, a));
+        suff.push(f0 - score(&ids));
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    (mean(&comp) / f0.abs(), mean(&suff) / f0.abs())
+    (mean(&comp) / f0.abs(), mean(&suff) / f0.abs(), f0)
 }
 
 #[test]
@@ -349,28 +356,7 @@ fn logits_of(m: &LoadedModel, ids: &[u32]) -> Vec<f64> {
 
 /// Comprehensiveness and sufficiency by hand for a score `f` of the full logits.
 fn by_hand(m: &LoadedModel, a: &Attribution, f: &dyn Fn(&[f64]) -> f64) -> (f64, f64, f64) {
-    let base = a.baseline_id.unwrap();
-    let n = a.token_ids.len();
-    let mut cand: Vec<usize> = (1..n - 1).collect();
-    cand.sort_by(|&i, &j| a.attributions[j].partial_cmp(&a.attributions[i]).unwrap());
-    let f0 = f(&logits_of(m, &a.token_ids));
-    let mut comp = Vec::new();
-    let mut ids = a.token_ids.clone();
-    for &p in cand.iter().take(50) {
-        ids[p] = base;
-        comp.push(f0 - f(&logits_of(m, &ids)));
-    }
-    let mut suff = Vec::new();
-    for r in SUFFICIENCY_RATIOS {
-        let q = (r * cand.len() as f64).floor() as usize;
-        let mut ids = a.token_ids.clone();
-        for &p in &cand[cand.len() - q..] {
-            ids[p] = base;
-        }
-        suff.push(f0 - f(&logits_of(m, &ids)));
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    (mean(&comp) / f0.abs(), mean(&suff) / f0.abs(), f0)
+    drops_by_hand(a, a.baseline_id.unwrap(), &|ids| f(&logits_of(m, ids)))
 }
 
 /// A score of the full logits.

@@ -47,6 +47,7 @@ const PEERS: &[(&str, &str)] = &[
     ("loader", "model"),
     ("loader", "tokenizer"),
     ("eval", "attribution"),
+    ("circuit", "attribution"),
     ("generate", "chat"),
     ("bench", "attribution"),
     ("bench", "circuit"),

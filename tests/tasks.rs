@@ -306,6 +306,8 @@ fn cli_tasks_output_feeds_gim_eval() {
     let data = dir.join("ioi.jsonl");
     std::fs::write(&data, &stdout).unwrap();
     // the foil is the contrast by default: logit-diff, and f(x) is the generator's logit_diff
+    // (one run: the summary as JSON, the per-example lines to --out)
+    let out_jsonl = dir.join("res.jsonl");
     let (code, out, err) = gim(&[
         "eval",
         "--model",
@@ -319,28 +321,13 @@ fn cli_tasks_output_feeds_gim_eval() {
         "--max-steps",
         "3",
         "--json",
+        "--out",
+        out_jsonl.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["metric"], "logit-diff");
     assert_eq!(v["n_done"], 1);
-    let out_jsonl = dir.join("res.jsonl");
-    let (code, _, err) = gim(&[
-        "eval",
-        "--model",
-        "smollm2-135m",
-        "--data",
-        data.to_str().unwrap(),
-        "--limit",
-        "1",
-        "--methods",
-        "random",
-        "--max-steps",
-        "3",
-        "--out",
-        out_jsonl.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
     let r: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(&out_jsonl).unwrap().trim()).unwrap();
     let want = lines[0]["logit_diff"].as_f64().unwrap();

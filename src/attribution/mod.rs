@@ -83,6 +83,13 @@ impl Method {
         )
     }
 
+    /// Whether the method has an edge version (`gim circuit --data --methods`): the gradient
+    /// methods as EAP with their rules, integrated gradients as EAP-IG, and random scores;
+    /// not grad-x-input and occlusion.
+    pub fn scores_edges(&self) -> bool {
+        !matches!(self, Method::GradXInput | Method::Occlusion)
+    }
+
     /// The backward rules a gradient method uses (`gim_rules` for [`Method::Gim`]).
     pub fn rules(&self, gim_rules: &GimRules) -> GimRules {
         match self {

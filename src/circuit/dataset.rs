@@ -26,83 +26,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::edge_patch::patch_edges;
-use super::edges::{edge_attribution, edge_attribution_ig, Edge, EdgeAttribution, Receiver};
+use super::edges::{edge_attribution, Edge, EdgeAttribution, Receiver};
+use super::edges_ig::edge_attribution_ig;
 use super::{corrupt_acts, sender_acts, Node, Problem};
+use crate::attribution::Method;
 use crate::error::{GimError, Result};
 use crate::loader::LoadedModel;
 use crate::model::GimRules;
-
-/// An edge-scoring method. Names are the token-attribution methods' (`gim`, `gradient`,
-/// `integrated-gradients`, the single-rule ablations, `random`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EdgeMethod {
-    /// EAP with the session's GIM rules
-    Gim,
-    /// EAP: plain gradients
-    Gradient,
-    /// EAP-IG: gradients averaged along the corrupt → clean input embeddings
-    IntegratedGradients,
-    /// EAP with norm freezing alone
-    FreezeNormOnly,
-    /// EAP with the softmax temperature alone
-    SoftmaxTOnly,
-    /// EAP with the q/k/v gradient scales alone
-    QkvOnly,
-    /// EAP with the gate/up gradient scales alone
-    GateUpOnly,
-    /// seeded uniform scores in [-1, 1]
-    Random,
-}
-
-impl EdgeMethod {
-    pub fn all() -> &'static [EdgeMethod] {
-        use EdgeMethod::*;
-        &[
-            Gim,
-            Gradient,
-            IntegratedGradients,
-            FreezeNormOnly,
-            SoftmaxTOnly,
-            QkvOnly,
-            GateUpOnly,
-            Random,
-        ]
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            EdgeMethod::Gim => "gim",
-            EdgeMethod::Gradient => "gradient",
-            EdgeMethod::IntegratedGradients => "integrated-gradients",
-            EdgeMethod::FreezeNormOnly => "freeze-norm-only",
-            EdgeMethod::SoftmaxTOnly => "softmax-t-only",
-            EdgeMethod::QkvOnly => "qkv-only",
-            EdgeMethod::GateUpOnly => "gate-up-only",
-            EdgeMethod::Random => "random",
-        }
-    }
-
-    /// The method of this canonical name (the token-attribution method's name).
-    pub fn from_name(s: &str) -> Option<EdgeMethod> {
-        EdgeMethod::all().iter().copied().find(|m| m.name() == s)
-    }
-
-    /// The backward rules of an EAP method (`gim_rules` for [`EdgeMethod::Gim`]).
-    pub fn rules(&self, gim_rules: &GimRules) -> GimRules {
-        match self {
-            EdgeMethod::Gim => *gim_rules,
-            EdgeMethod::FreezeNormOnly => GimRules::freeze_norm_only(),
-            EdgeMethod::SoftmaxTOnly => GimRules {
-                softmax_temperature: gim_rules.softmax_temperature.or(Some(2.0)),
-                ..GimRules::off()
-            },
-            EdgeMethod::QkvOnly => GimRules::qkv_only(),
-            EdgeMethod::GateUpOnly => GimRules::gate_up_only(),
-            _ => GimRules::off(),
-        }
-    }
-}
 
 /// MIB's edge fractions: 0.1% … 100%.
 pub const MIB_FRACTIONS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
@@ -110,7 +40,7 @@ pub const MIB_FRACTIONS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1
 /// How a data-set hunt runs.
 #[derive(Debug, Clone)]
 pub struct DatasetOpts {
-    pub methods: Vec<EdgeMethod>,
+    pub methods: Vec<Method>,
     /// the rules of the `gim` method
     pub rules: GimRules,
     /// EAP-IG steps (MIB: 5)
@@ -126,7 +56,7 @@ pub struct DatasetOpts {
 impl Default for DatasetOpts {
     fn default() -> Self {
         DatasetOpts {
-            methods: vec![EdgeMethod::Gim, EdgeMethod::Gradient, EdgeMethod::Random],
+            methods: vec![Method::Gim, Method::Gradient, Method::Random],
             rules: GimRules::gim(),
             ig_steps: 5,
             fractions: MIB_FRACTIONS.to_vec(),
@@ -212,7 +142,7 @@ pub struct Progress<'a> {
 pub fn mean_edge_attribution(
     m: &LoadedModel,
     probs: &[Problem],
-    method: EdgeMethod,
+    method: Method,
     opts: &DatasetOpts,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<EdgeAttribution> {
@@ -220,22 +150,17 @@ pub fn mean_edge_attribution(
         .first()
         .ok_or_else(|| GimError::input("no examples to find a circuit on"))?;
     let rules = method.rules(&opts.rules);
-    if method == EdgeMethod::Random {
+    if method == Method::Random {
         // the edge set, from the graph alone
-        let cfg = &m.model.cfg;
         let mut rng = crate::rng::Rng::new(opts.seed);
-        let mut edges = Vec::new();
-        for u in Node::all(cfg.n_layers, cfg.n_heads) {
-            for v in Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads) {
-                if super::connects(u, v) {
-                    edges.push(Edge {
-                        from: u,
-                        to: v,
-                        score: 2.0 * rng.unit() - 1.0,
-                    });
-                }
-            }
-        }
+        let edges = super::edges::all_edges(&m.model.cfg)
+            .into_iter()
+            .map(|(from, to)| Edge {
+                from,
+                to,
+                score: 2.0 * rng.unit() - 1.0,
+            })
+            .collect();
         first.validate(m)?;
         return Ok(EdgeAttribution {
             edges,
@@ -254,7 +179,7 @@ pub fn mean_edge_attribution(
             total: probs.len(),
         });
         let ea = match method {
-            EdgeMethod::IntegratedGradients => edge_attribution_ig(m, p, rules, opts.ig_steps)?,
+            Method::IntegratedGradients => edge_attribution_ig(m, p, rules, opts.ig_steps)?,
             _ => edge_attribution(m, p, rules)?,
         };
         sum = Some(match sum {
@@ -468,11 +393,12 @@ pub fn dataset_report(
     for (e, p) in data.eval.iter().enumerate() {
         let clean = sender_acts(m, &p.clean)?;
         let corr = corrupt_acts(m, p, &clean)?;
-        metric_clean.push(run_metric(m, p, &clean)?);
-        metric_corrupt.push(match &corr.hidden {
-            Some(_) => run_metric(m, p, &corr)?,
-            None => super::nodes::corrupt_metric(m, p, &corr)?,
-        });
+        metric_clean.push(
+            clean
+                .metric(m, p)?
+                .ok_or_else(|| GimError::input("internal: no hidden state"))?,
+        );
+        metric_corrupt.push(super::nodes::corrupt_metric(m, p, &corr)?);
         for (mi, f) in found.iter().enumerate() {
             crate::interrupt::check()?;
             progress(Progress {
@@ -518,7 +444,7 @@ pub fn dataset_report(
             opts.seed,
         );
         methods.push(MethodScores {
-            method: opts.methods[mi].name().into(),
+            method: opts.methods[mi].name(),
             cpr,
             cmd,
             faithfulness_signed: faithfulness_of(&signed[mi], &metric_clean, &metric_corrupt, &all),
@@ -551,15 +477,4 @@ pub fn dataset_report(
 
 fn mean_of(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
-}
-
-/// The metric of a plain run whose final hidden state `sender_acts` kept.
-fn run_metric(m: &LoadedModel, p: &Problem, a: &super::SenderActs) -> Result<f64> {
-    let h = a
-        .hidden
-        .as_ref()
-        .ok_or_else(|| GimError::input("internal: no hidden state"))?;
-    Ok(p.metric_rows(m, h)?
-        .to_dtype(candle_core::DType::F64)?
-        .to_vec1::<f64>()?[0])
 }

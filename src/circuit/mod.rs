@@ -9,6 +9,7 @@
 mod dataset;
 mod edge_patch;
 mod edges;
+mod edges_ig;
 mod faithfulness;
 mod nodes;
 mod patterns;
@@ -16,11 +17,12 @@ mod report;
 
 pub use dataset::{
     circuit_sizes, cpr_cmd, dataset_report, faithfulness_of, mean_edge_attribution, ranked_edges,
-    trapezoid, DataSplit, DatasetOpts, DatasetReport, EdgeMethod, Interval, MethodScores, Progress,
+    trapezoid, DataSplit, DatasetOpts, DatasetReport, Interval, MethodScores, Progress,
     MIB_FRACTIONS,
 };
 pub use edge_patch::{patch_edges, EdgePatch};
-pub use edges::{connects, edge_attribution, edge_attribution_ig, Edge, EdgeAttribution, Receiver};
+pub use edges::{all_edges, connects, edge_attribution, Edge, EdgeAttribution, Receiver};
+pub use edges_ig::edge_attribution_ig;
 pub use faithfulness::{default_sizes, faithfulness_curve, FaithCurve, FaithPoint};
 pub use nodes::{exact_node_effects, node_attribution, patch_nodes, NodeAttribution};
 pub use patterns::{head_pattern_scores, pattern, self_repair, HeadPatternScores, SelfRepairRow};
@@ -185,6 +187,21 @@ pub(crate) fn metric_with(
     };
     let h = m.model.forward_hidden(&e, &mut o)?;
     Ok(p.metric_rows(m, &h)?.to_dtype(DType::F64)?.to_vec1()?)
+}
+
+impl SenderActs {
+    /// The metric of `p` on this run, where it was a plain forward of a prompt (`hidden` kept):
+    /// no second forward.
+    pub(crate) fn metric(&self, m: &LoadedModel, p: &Problem) -> Result<Option<f64>> {
+        let Some(h) = &self.hidden else {
+            return Ok(None);
+        };
+        Ok(Some(
+            p.metric_rows(m, h)?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?[0],
+        ))
+    }
 }
 
 /// Sender outputs of one run, in the residual stream.

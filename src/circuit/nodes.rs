@@ -80,12 +80,9 @@ pub(crate) fn clean_grads(
 /// Metric of the corrupted run (the corrupt prompt, or every node ablated).
 pub(crate) fn corrupt_metric(m: &LoadedModel, p: &Problem, corr: &SenderActs) -> Result<f64> {
     match &p.corrupt {
-        super::Corruption::Prompt(ids) => match &corr.hidden {
-            // the corrupt prompt's own forward already ran (`sender_acts`)
-            Some(h) => Ok(p
-                .metric_rows(m, h)?
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?[0]),
+        // the corrupt prompt's own forward already ran (`sender_acts`), or runs now
+        super::Corruption::Prompt(ids) => match corr.metric(m, p)? {
+            Some(v) => Ok(v),
             None => Ok(metric_with(m, p, std::slice::from_ref(ids), None, false)?[0]),
         },
         _ => {

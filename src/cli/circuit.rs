@@ -3,13 +3,14 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::args::{CircuitArgs, FigureArgs, LoadArgs};
+use crate::args::{CircuitArgs, FigureArgs, JsonArg, LoadArgs};
 use crate::circuit::{circuit_report, dataset_report, Progress};
 use crate::error::{GimError, Result};
 use crate::model::GimRules;
 use crate::render::{circuit_figure, circuit_summary, dataset_figure, dataset_table};
 
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
 #[command(mut_arg("svg", |a| a.help("Write the circuit graph as SVG (with --data: the faithfulness curves)")))]
 #[command(mut_arg("png", |a| a.help("Write the circuit graph as PNG (with --data: the faithfulness curves)")))]
 pub struct Args {
@@ -17,9 +18,8 @@ pub struct Args {
     pub circuit: CircuitArgs,
     #[command(flatten)]
     pub load: LoadArgs,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
     #[command(flatten)]
     pub figures: FigureArgs,
 }
@@ -51,12 +51,7 @@ pub fn run(mut a: Args) -> Result<()> {
             let fig = dataset_figure(&r)?;
             a.figures.write(&fig.svg, &fig.png)?;
         }
-        if a.json {
-            println!(
-                "{}",
-                serde_json::to_string(&r).map_err(|e| GimError::Io(e.to_string()))?
-            );
-        } else {
+        if !a.json.print(&r)? {
             print!("{}", dataset_table(&r));
         }
         return Ok(());
@@ -69,12 +64,7 @@ pub fn run(mut a: Args) -> Result<()> {
         let fig = circuit_figure(&r, m.model.cfg.n_rep())?;
         a.figures.write(&fig.svg, &fig.png)?;
     }
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&r).map_err(|e| GimError::Io(e.to_string()))?
-        );
-    } else {
+    if !a.json.print(&r)? {
         print!("{}", circuit_summary(&r));
     }
     Ok(())

@@ -5,13 +5,14 @@ use std::io::Write;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use crate::args::{filters, methods, EvalSet, EvalTask, RuleArgs};
-use crate::args::{FigureArgs, ModelArgs};
+use crate::args::{FigureArgs, JsonArg, ModelArgs};
 use crate::attribution::{AttributeRequest, Baseline};
 use crate::error::{GimError, Result};
 use crate::eval::{evaluate, FaithfulnessOpts};
 use crate::render::{faithfulness_chart, faithfulness_table};
 
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("json", |a| a.help("Print the summary as JSON instead of a table")))]
 #[command(mut_arg("svg", |a| a.help("Write the chart as SVG to this path")))]
 #[command(mut_arg("png", |a| a.help("Write the chart as PNG to this path")))]
 pub struct Args {
@@ -24,9 +25,8 @@ pub struct Args {
     pub out: Option<String>,
     #[command(flatten)]
     pub figures: FigureArgs,
-    /// Print the summary as JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
     /// Patched prompts per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -104,12 +104,13 @@ pub fn run(a: Args) -> Result<()> {
         let fig = faithfulness_chart(&run.summary, &title)?;
         a.figures.write(&fig.svg, &fig.png)?;
     }
-    if a.json {
+    if a.json.json {
+        // the summary: per-example results go to --out
         let mut v = serde_json::to_value(&run).map_err(|e| GimError::Io(e.to_string()))?;
         if let Some(o) = v.as_object_mut() {
             o.remove("results");
         }
-        println!("{v}");
+        a.json.print(&v)?;
     } else {
         print!("{}", faithfulness_table(&run));
         println!("{:.1} s", run.seconds);

@@ -120,6 +120,9 @@ pub struct JsonlRows<T> {
     pub filtered_out: usize,
 }
 
+/// The longest line [`read_jsonl`] reads.
+const MAX_LINE: usize = 16 << 20;
+
 /// Read a JSONL file line by line: skip blank lines, drop the lines `filter` rejects
 /// (`FIELD=VALUE`, as `--filter`), parse the rest with `parse`; an error names the file and the
 /// line. Never empty: no kept line is an error too. `gim eval` and `gim circuit --data` read
@@ -133,13 +136,30 @@ pub fn read_jsonl<T>(
         .map_err(|e| GimError::input(format!("cannot open {path}: {e}")))?;
     let mut rows = Vec::new();
     let mut filtered_out = 0;
-    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| GimError::input(format!("cannot read {path}: {e}")))?;
+    let mut reader = std::io::BufReader::new(f);
+    let mut buf = Vec::new();
+    for n in 0.. {
+        let at = |e: String| GimError::input(format!("{path} line {}: {e}", n + 1));
+        // one line, at most MAX_LINE bytes: a file without line ends (/dev/zero, a binary)
+        // is an error, not a read that never ends
+        buf.clear();
+        let got = std::io::Read::take(&mut reader, MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| GimError::input(format!("cannot read {path}: {e}")))?;
+        if got == 0 {
+            break;
+        }
+        if buf.len() > MAX_LINE {
+            return Err(at(format!(
+                "longer than {} MiB: is this a JSONL file (one JSON object per line)?",
+                MAX_LINE >> 20
+            )));
+        }
+        let line = std::str::from_utf8(&buf).map_err(|_| at("not UTF-8 text".into()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let at = |e: String| GimError::input(format!("{path} line {}: {e}", n + 1));
-        let v: Value = serde_json::from_str(&line).map_err(|e| at(format!("not JSON ({e})")))?;
+        let v: Value = serde_json::from_str(line).map_err(|e| at(format!("not JSON ({e})")))?;
         if !v.is_object() {
             return Err(at("not a JSON object".into()));
         }

@@ -174,9 +174,17 @@ pub fn scores(
     log_prob: bool,
     batch_size: usize,
 ) -> Result<Vec<f64>> {
-    if log_prob {
-        return log_prob_scores(m, rows, position, target, contrast, batch_size);
+    let v = m.model.cfg.vocab_size;
+    if let Some(&bad) = [Some(target), contrast]
+        .iter()
+        .flatten()
+        .find(|&&i| i as usize >= v)
+    {
+        return Err(GimError::input(format!(
+            "token id {bad} is outside the vocabulary (size {v})"
+        )));
     }
+    // the logit metrics need only the target's (and contrast's) rows of the unembedding
     let mut cols = vec![target];
     cols.extend(contrast);
     let mut out = Vec::with_capacity(rows.len());
@@ -188,43 +196,12 @@ pub fn scores(
             ..Default::default()
         };
         let h = m.model.forward_hidden(&e, &mut fo)?;
-        let l = m.model.unembed_rows(&h, &cols)?.i((.., 0))?; // [b, cols]
-        let l: Vec<Vec<f64>> = l.to_dtype(DType::F64)?.to_vec2()?;
-        out.extend(l.iter().map(|r| match contrast {
-            Some(_) => r[0] - r[1],
-            None => r[0],
-        }));
-    }
-    Ok(out)
-}
-
-fn log_prob_scores(
-    m: &LoadedModel,
-    rows: &[Vec<u32>],
-    position: usize,
-    target: u32,
-    contrast: Option<u32>,
-    batch_size: usize,
-) -> Result<Vec<f64>> {
-    let v = m.model.cfg.vocab_size;
-    if let Some(&bad) = [Some(target), contrast]
-        .iter()
-        .flatten()
-        .find(|&&i| i as usize >= v)
-    {
-        return Err(GimError::input(format!(
-            "token id {bad} is outside the vocabulary (size {v})"
-        )));
-    }
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(batch_size.max(1)) {
-        crate::interrupt::check()?;
-        let e = m.model.embed_ids(chunk)?;
-        let mut fo = ForwardOpts {
-            positions: Positions::At(vec![position]),
-            ..Default::default()
-        };
-        let h = m.model.forward_hidden(&e, &mut fo)?;
+        if !log_prob {
+            let l = m.model.unembed_rows(&h, &cols)?.i((.., 0))?; // [b, cols]
+            let l: Vec<Vec<f64>> = l.to_dtype(DType::F64)?.to_vec2()?;
+            out.extend(l.iter().map(|r| r[0] - r.get(1).copied().unwrap_or(0.0)));
+            continue;
+        }
         let l: Vec<Vec<f64>> = m
             .model
             .unembed(&h)?

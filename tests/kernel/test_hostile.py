@@ -37,6 +37,8 @@ def lines_for(s):
         f"%gim attribute \"{s}\" --target {s}",
         f"%gim compare {s} --methods gim,{s}",
         f"%gim help {s}",
+        f"%gim circuit --data {s} --methods gim,{s}",
+        f"%gim eval --data {s} --metric {s}",
         f"%%gim\n{s}\nmodels",
     ]
 

@@ -31,16 +31,30 @@ fn run_data(
     let opts = a.data.opts(s.settings.rules, a.seed)?;
     let r = dataset_report(m, &split, &opts, &mut |_| {})?;
     let fig = render::dataset_figure(&r).ok();
-    let json = serde_json::to_value(&r).unwrap_or_default();
-    if let Some(v) = a.var {
+    Ok(Some(finish(
+        s,
+        a.var,
+        out,
+        fig,
+        render::dataset_table(&r),
+        &r,
+    )))
+}
+
+/// The cell's result: the figure, then the text, the report as JSON (kept as `--as VAR`).
+fn finish(
+    s: &mut Session,
+    var: Option<String>,
+    out: &mut dyn Output,
+    fig: Option<render::Figure>,
+    text: String,
+    report: &impl serde::Serialize,
+) -> MimeBundle {
+    let json = serde_json::to_value(report).unwrap_or_default();
+    if let Some(v) = var {
         s.vars.insert(v, json.clone());
     }
-    Ok(Some(crate::session::views::figure_then_text(
-        out,
-        fig.as_ref(),
-        render::dataset_table(&r),
-        json,
-    )))
+    crate::session::views::figure_then_text(out, fig.as_ref(), text, json)
 }
 
 pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<MimeBundle>, Flow> {
@@ -78,14 +92,5 @@ pub fn run(s: &mut Session, a: Args, out: &mut dyn Output) -> Result<Option<Mime
             .collect(),
     };
     let fig = render::line_chart(&chart).ok();
-    let json = serde_json::to_value(&r).unwrap_or_default();
-    if let Some(v) = a.var {
-        s.vars.insert(v, json.clone());
-    }
-    Ok(Some(crate::session::views::figure_then_text(
-        out,
-        fig.as_ref(),
-        text,
-        json,
-    )))
+    Ok(Some(finish(s, a.var, out, fig, text, &r)))
 }
