@@ -526,3 +526,290 @@ fn data_set_errors_name_the_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn batched_edge_patching_equals_node_patching_of_the_same_senders_on_every_family() {
+    // Patching every edge out of a set of senders is node patching of those senders (each of
+    // their readers is a receiver): an independent reference (NodePatcher) for each batch row.
+    for arch in ARCHS {
+        let m = gim::load(model_dir(arch).to_str().unwrap(), &Default::default()).unwrap();
+        let clean: Vec<u32> = vec![57, 260, 80, 372, 294, 340, 273, 84, 278, 11, 300];
+        let mut corrupt = clean.clone();
+        corrupt[3] = 101;
+        corrupt[8] = 202;
+        let p = Problem {
+            clean,
+            corrupt: Corruption::Prompt(corrupt),
+            target: 372,
+            foil: Some(340),
+        };
+        let cfg = &m.model.cfg;
+        let nodes = Node::all(cfg.n_layers, cfg.n_heads);
+        let edges = all_edges(cfg);
+        // Under a post-attention norm (Gemma2) a head's output in the residual stream is taken
+        // at its own run's norm statistic, so a lone head's edges are not its node; a whole
+        // layer's heads are (their sum is the block's output).
+        let lone_heads = m.model.w.blocks[0].attn_post.is_none();
+        let heads = |l: usize| (0..cfg.n_heads).map(move |h| Node::Head { layer: l, head: h });
+        // sender sets: none, a head or a layer's heads, the embeddings, a mix, all
+        let mut picks: Vec<Vec<Node>> = vec![
+            vec![],
+            heads(0).collect(),
+            vec![Node::Embed],
+            std::iter::once(Node::Mlp { layer: 0 })
+                .chain(heads(1))
+                .collect(),
+            nodes.clone(),
+        ];
+        if lone_heads {
+            picks.push(vec![Node::Head { layer: 0, head: 1 }]);
+            picks.push(nodes.iter().copied().step_by(2).collect());
+        }
+        let sets: Vec<Vec<(Node, Receiver)>> = picks
+            .iter()
+            .map(|ns| {
+                edges
+                    .iter()
+                    .copied()
+                    .filter(|(u, _)| ns.contains(u))
+                    .collect()
+            })
+            .collect();
+        let clean_acts = sender_acts(&m, &p.clean).unwrap();
+        let corr = corrupt_acts(&m, &p, &clean_acts).unwrap();
+        let refs: Vec<&[(Node, Receiver)]> = sets.iter().map(|s| s.as_slice()).collect();
+        let batched = patch_edge_sets(&m, &p, &corr, &refs).unwrap();
+        assert_eq!(batched.len(), sets.len());
+        for ((ns, got), set) in picks.iter().zip(&batched).zip(&refs) {
+            let want = patch_nodes(&m, &p, ns).unwrap();
+            assert!(
+                (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                "{arch}: {} senders: edges {got} vs nodes {want}",
+                ns.len()
+            );
+            // a row of a batch is the same as the set alone
+            let alone = patch_edges(&m, &p, &corr, set).unwrap();
+            assert!((got - alone).abs() < 1e-5 * alone.abs().max(1.0), "{arch}");
+        }
+        // the sets differ: the check is not vacuous
+        assert!(
+            (batched[0] - batched[4]).abs() > 1e-3,
+            "{arch}: {batched:?}"
+        );
+    }
+}
+
+/// A data-set report without its timings (which differ between runs).
+fn untimed(r: &DatasetReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap();
+    v["seconds"] = 0.into();
+    for m in v["methods"].as_array_mut().unwrap() {
+        m["seconds_find"] = 0.into();
+        m["seconds_eval"] = 0.into();
+    }
+    v
+}
+
+#[test]
+fn sharded_hunts_merge_to_the_single_run_exactly() {
+    let m = gim::load("toy-ioi", &Default::default()).unwrap();
+    let a = circuit_args(&["--data", &pairs_path(), "--limit", "7"]);
+    let split = a.data.split(&m).unwrap().unwrap();
+    let opts = DatasetOpts {
+        methods: vec![
+            Method::Gim,
+            Method::Gradient,
+            Method::IntegratedGradients,
+            Method::Random,
+        ],
+        ig_steps: 2,
+        bootstrap: 100,
+        ..Default::default()
+    };
+    let single = dataset_report(&m, &split, &opts, &mut |_| {}).unwrap();
+    // every part through its JSON file form
+    let through_json =
+        |p: Part| -> Part { serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap() };
+    for n in [1, 3, 5] {
+        let shard = |i| Shard { index: i, count: n };
+        let finds: Vec<FindPart> = (0..n)
+            .rev()
+            .map(|i| {
+                match through_json(Part::Find(
+                    find_part(&m, &split, &opts, shard(i), &mut |_| {}).unwrap(),
+                )) {
+                    Part::Find(f) => f,
+                    _ => unreachable!(),
+                }
+            })
+            .collect();
+        let found = match through_json(Part::Scores(merge_find(&finds).unwrap())) {
+            Part::Scores(f) => f,
+            _ => unreachable!(),
+        };
+        let evals: Vec<EvalPart> = (0..n)
+            .map(|i| {
+                match through_json(Part::Eval(
+                    eval_part(&m, &split, &found, shard(i), &mut |_| {}).unwrap(),
+                )) {
+                    Part::Eval(e) => e,
+                    _ => unreachable!(),
+                }
+            })
+            .collect();
+        let merged = merge_eval(&evals).unwrap();
+        assert_eq!(untimed(&merged), untimed(&single), "{n} shards");
+        // a missing or repeated shard is an error naming it
+        if n > 1 {
+            let err = merge_eval(&evals[1..]).unwrap_err().to_string();
+            assert!(err.contains("shard 0/") && err.contains("missing"), "{err}");
+            let twice = vec![evals[0].clone(), evals[0].clone()];
+            let err = merge_eval(&twice).unwrap_err().to_string();
+            assert!(err.contains("given twice"), "{err}");
+        }
+    }
+    // parts of another study do not merge
+    let other = DatasetOpts {
+        seed: 9,
+        ..opts.clone()
+    };
+    let a0 = find_part(&m, &split, &opts, Shard { index: 0, count: 2 }, &mut |_| {}).unwrap();
+    let b1 = find_part(
+        &m,
+        &split,
+        &other,
+        Shard { index: 1, count: 2 },
+        &mut |_| {},
+    )
+    .unwrap();
+    let err = merge_find(&[a0, b1]).unwrap_err().to_string();
+    assert!(err.contains("different studies"), "{err}");
+    for bad in ["2/2", "x/3", "1", "0/0"] {
+        let err = Shard::parse(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("--shard") && err.contains("I/N"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn gim_merge_of_shard_files_prints_the_single_run_report() {
+    let dir = std::env::temp_dir().join(format!("gim-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pairs = pairs_path();
+    let gim = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gim"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gim {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let base = [
+        "circuit",
+        "--model",
+        "toy-ioi",
+        "--data",
+        &pairs,
+        "--limit",
+        "6",
+        "--methods",
+        "gim,random",
+        "--bootstrap",
+        "50",
+    ];
+    let file = |s: &str| dir.join(s).to_string_lossy().into_owned();
+    let single: serde_json::Value =
+        serde_json::from_str(&gim(&[&base[..], &["--json"]].concat())).unwrap();
+    let mut finds = vec!["merge".to_string()];
+    for i in 0..2 {
+        let (sh, out) = (format!("{i}/2"), file(&format!("find{i}.json")));
+        gim(&[&base[..], &["--shard", &sh, "--out", &out]].concat());
+        finds.push(out);
+    }
+    let scores = file("scores.json");
+    finds.extend(["--out".to_string(), scores.clone()]);
+    gim(&finds.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let mut evals = vec!["merge".to_string(), "--json".to_string()];
+    for i in 0..2 {
+        let (sh, out) = (format!("{i}/2"), file(&format!("eval{i}.json")));
+        gim(&[
+            &base[..],
+            &["--scores", &scores, "--shard", &sh, "--out", &out],
+        ]
+        .concat());
+        evals.push(out);
+    }
+    let merged: serde_json::Value =
+        serde_json::from_str(&gim(&evals.iter().map(|s| s.as_str()).collect::<Vec<_>>())).unwrap();
+    let strip = |mut v: serde_json::Value| {
+        v["seconds"] = 0.into();
+        for m in v["methods"].as_array_mut().unwrap() {
+            m["seconds_find"] = 0.into();
+            m["seconds_eval"] = 0.into();
+        }
+        v
+    };
+    assert_eq!(strip(merged), strip(single));
+    // a finding part given as --scores is a one-line error
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gim"))
+        .args([&base[..], &["--scores", &file("find0.json")]].concat())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("gim merge") && err.lines().count() == 1,
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn paired_differences_are_the_difference_of_the_areas_with_a_paired_interval() {
+    let m = gim::load("toy-ioi", &Default::default()).unwrap();
+    let a = circuit_args(&["--data", &pairs_path(), "--split", "0.25"]);
+    let split = a.data.split(&m).unwrap().unwrap();
+    let opts = DatasetOpts {
+        methods: vec![Method::Gim, Method::Gradient, Method::Random],
+        bootstrap: 500,
+        ..Default::default()
+    };
+    let r = dataset_report(&m, &split, &opts, &mut |_| {}).unwrap();
+    assert!(r.methods[0].cpr_minus_first.is_none() && r.methods[0].cmd_minus_first.is_none());
+    let g = &r.methods[0];
+    for ms in &r.methods[1..] {
+        let (dp, dc) = (ms.cpr_minus_first.unwrap(), ms.cmd_minus_first.unwrap());
+        assert!(
+            (dp.est - (ms.cpr.est - g.cpr.est)).abs() < 1e-12,
+            "{}",
+            ms.method
+        );
+        assert!(
+            (dc.est - (ms.cmd.est - g.cmd.est)).abs() < 1e-12,
+            "{}",
+            ms.method
+        );
+        assert!(dp.lo <= dp.est && dp.est <= dp.hi && dc.lo <= dc.est && dc.est <= dc.hi);
+    }
+    // against itself: exactly zero, on every resample
+    let (p, c) = paired_difference(
+        &r.fractions,
+        (&g.metrics_signed, &g.metrics_abs),
+        (&g.metrics_signed, &g.metrics_abs),
+        &r.metric_clean,
+        &r.metric_corrupt,
+        200,
+        0,
+    );
+    for iv in [p, c] {
+        assert_eq!((iv.est, iv.lo, iv.hi), (0.0, 0.0, 0.0));
+    }
+    // random is far below gim on this toy: the paired interval excludes zero
+    let rnd = r.methods[2].cpr_minus_first.unwrap();
+    assert!(rnd.hi < 0.0, "random − gim CPR {rnd:?}");
+}

@@ -4,8 +4,8 @@
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::nodes::{clean_grads, corrupt_metric};
-use super::{corrupt_acts, Node, Problem, SenderActs};
+use super::nodes::{clean_trace, corrupt_metric};
+use super::{acts_from, corrupt_acts, Node, Problem, SenderActs};
 use crate::error::{GimError, Result};
 use crate::loader::LoadedModel;
 use crate::model::backward::{Grads, Want};
@@ -168,23 +168,42 @@ fn sender_delta_blocks(clean: SenderActs, corr: SenderActs) -> Result<Vec<Tensor
 /// Scores are reduced one receiver layer at a time against only the sender blocks that can
 /// reach it, so memory holds the sender deltas plus one layer of receiver gradients.
 pub fn edge_attribution(m: &LoadedModel, p: &Problem, rules: GimRules) -> Result<EdgeAttribution> {
-    let (metric_clean, clean, g) = clean_grads(
-        m,
-        p,
-        rules,
-        Want {
-            nodes: false,
-            receivers: true,
-        },
-    )?;
+    edge_attributions(m, p, &[rules])?
+        .pop()
+        .ok_or_else(|| GimError::input("internal: no edge attribution"))
+}
+
+/// [`edge_attribution`] under each of `rule_sets`, sharing the clean trace, the corrupt run
+/// and the sender deltas: one backward pass per rule set.
+pub fn edge_attributions(
+    m: &LoadedModel,
+    p: &Problem,
+    rule_sets: &[GimRules],
+) -> Result<Vec<EdgeAttribution>> {
+    let Some(&first) = rule_sets.first() else {
+        return Ok(Vec::new());
+    };
+    let (metric_clean, mut t, dh) = clean_trace(m, p, first)?;
+    let clean = acts_from(m, &t.acts)?;
     let corr = corrupt_acts(m, p, &clean)?;
     let metric_corrupt = corrupt_metric(m, p, &corr)?;
-    Ok(EdgeAttribution {
-        edges: score_edges(m, clean, corr, g)?,
-        metric_clean,
-        metric_corrupt,
-        rules,
-    })
+    let blocks = sender_delta_blocks(clean, corr)?;
+    let want = Want {
+        nodes: false,
+        receivers: true,
+    };
+    let mut out = Vec::with_capacity(rule_sets.len());
+    for &rules in rule_sets {
+        t.rules = rules;
+        let g = m.model.backward(&t, &dh, want)?;
+        out.push(EdgeAttribution {
+            edges: score_blocks(m, &blocks, g)?,
+            metric_clean,
+            metric_corrupt,
+            rules,
+        });
+    }
+    Ok(out)
 }
 
 /// Every edge's `Σ (a_clean[u] − a_corrupt[u]) · g[v]` from the two runs' sender outputs and the
@@ -195,11 +214,15 @@ pub(super) fn score_edges(
     corr: SenderActs,
     g: Grads,
 ) -> Result<Vec<Edge>> {
+    score_blocks(m, &sender_delta_blocks(clean, corr)?, g)
+}
+
+/// [`score_edges`] from the sender deltas as [`sender_delta_blocks`] makes them.
+fn score_blocks(m: &LoadedModel, blocks: &[Tensor], g: Grads) -> Result<Vec<Edge>> {
     let cfg = &m.model.cfg;
     let senders = Node::all(cfg.n_layers, cfg.n_heads);
     let receivers = Receiver::all(cfg.n_layers, cfg.n_heads, cfg.n_kv_heads);
     // sender blocks and receiver layers are contiguous runs of these lists, in their order
-    let blocks = sender_delta_blocks(clean, corr)?;
     let logits_g = g
         .logits_input
         .ok_or_else(|| GimError::input("internal: no logits gradient"))?;
@@ -210,7 +233,7 @@ pub(super) fn score_edges(
         let nr = gl.dim(0)?;
         let gt = gl.t()?;
         let mut s0 = 0;
-        for dmat in &blocks {
+        for dmat in blocks {
             let ns = dmat.dim(0)?;
             if (r0..r0 + nr).any(|j| connects(senders[s0], receivers[j])) {
                 let sc: Vec<Vec<f64>> = dmat.matmul(&gt)?.to_vec2()?;
@@ -250,6 +273,7 @@ pub(super) fn score_edges(
 
 #[cfg(test)]
 mod tests {
+    use super::super::nodes::clean_grads;
     use super::*;
     use crate::model::hooks::HookPoint;
     use crate::model::Positions;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::edge_patch::patch_edges;
+use super::edge_patch::patch_edge_sets;
 use super::edges::{Edge, Receiver};
 use super::{corrupt_acts, Node, Problem};
 use crate::error::{GimError, Result};
@@ -64,18 +64,20 @@ pub fn faithfulness_curve(
             "the clean and corrupted metrics are equal, so faithfulness is undefined; choose a corruption that changes the prediction",
         ));
     }
-    let mut points = Vec::new();
-    for &k in sizes {
-        crate::interrupt::check()?;
-        let k = k.min(total);
-        let outside: Vec<(Node, Receiver)> = ranking[k..].iter().map(|e| (e.from, e.to)).collect();
-        let mk = patch_edges(m, p, &corr, &outside)?;
-        points.push(FaithPoint {
+    crate::interrupt::check()?;
+    let outside: Vec<(Node, Receiver)> = ranking.iter().map(|e| (e.from, e.to)).collect();
+    let ks: Vec<usize> = sizes.iter().map(|&k| k.min(total)).collect();
+    let sets: Vec<&[(Node, Receiver)]> = ks.iter().map(|&k| &outside[k..]).collect();
+    let ms = patch_edge_sets(m, p, &corr, &sets)?;
+    let points: Vec<FaithPoint> = ks
+        .iter()
+        .zip(ms)
+        .map(|(&k, mk)| FaithPoint {
             edges: k,
             metric: mk,
             faithfulness: (mk - m_corrupt) / denom,
-        });
-    }
+        })
+        .collect();
     let mut area = 0.0;
     for w in points.windows(2) {
         let dx = (w[1].edges - w[0].edges) as f64 / total.max(1) as f64;

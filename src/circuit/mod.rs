@@ -10,23 +10,35 @@ mod dataset;
 mod edge_patch;
 mod edges;
 mod edges_ig;
+mod evaluate;
 mod faithfulness;
+mod mib;
 mod nodes;
 mod patterns;
 mod report;
+mod shard;
 
 pub use dataset::{
-    circuit_sizes, cpr_cmd, dataset_report, faithfulness_of, mean_edge_attribution, ranked_edges,
-    trapezoid, DataSplit, DatasetOpts, DatasetReport, Interval, MethodScores, Progress,
-    MIB_FRACTIONS,
+    dataset_report, edge_sums, mean_edge_attribution, DataSplit, DatasetOpts, DatasetReport,
+    EdgeSums, MethodScores, Progress, MIB_FRACTIONS,
 };
-pub use edge_patch::{patch_edges, EdgePatch};
-pub use edges::{all_edges, connects, edge_attribution, Edge, EdgeAttribution, Receiver};
+pub use edge_patch::{patch_edge_sets, patch_edges, EdgePatch};
+pub use edges::{
+    all_edges, connects, edge_attribution, edge_attributions, Edge, EdgeAttribution, Receiver,
+};
 pub use edges_ig::edge_attribution_ig;
+pub use evaluate::{assemble_report, evaluate_circuits, EvalRows, Rankings, StudyInfo};
 pub use faithfulness::{default_sizes, faithfulness_curve, FaithCurve, FaithPoint};
+pub use mib::{
+    circuit_sizes, cpr_cmd, faithfulness_of, paired_difference, ranked_edges, trapezoid, Interval,
+};
 pub use nodes::{exact_node_effects, node_attribution, patch_nodes, NodeAttribution};
 pub use patterns::{head_pattern_scores, pattern, self_repair, HeadPatternScores, SelfRepairRow};
 pub use report::{circuit_report, metric_name, CircuitReport};
+pub use shard::{
+    eval_part, find_part, merge_eval, merge_find, sharded_report, EvalPart, FindPart, FoundScores,
+    Part, Shard, StudyKey,
+};
 
 use candle_core::{DType, IndexOp, Tensor, D};
 use serde::{Deserialize, Serialize};

@@ -54,13 +54,16 @@ impl NodeAttribution {
     }
 }
 
-/// Gradient of the metric at the clean run with `rules`: the trace, the gradients and the clean acts.
-pub(crate) fn clean_grads(
+/// The clean run traced for backward passes: its metric, the trace and the metric's gradient at
+/// the final hidden state. The forward is the same under every rule set (rules change only the
+/// backward), so one trace serves each rule set: set `rules` on it before [`Transformer::backward`].
+///
+/// [`Transformer::backward`]: crate::model::Transformer::backward
+pub(crate) fn clean_trace(
     m: &LoadedModel,
     p: &Problem,
     rules: GimRules,
-    want: Want,
-) -> Result<(f64, SenderActs, crate::model::backward::Grads)> {
+) -> Result<(f64, crate::model::backward::Traced, Tensor)> {
     p.validate(m)?;
     let e = m.model.embed_ids(std::slice::from_ref(&p.clean))?;
     let t = m.model.forward_traced(&e, rules, Positions::Last, None)?;
@@ -72,6 +75,17 @@ pub(crate) fn clean_grads(
         .get(hv.as_tensor())
         .cloned()
         .ok_or_else(|| GimError::input("internal: no gradient at the final hidden state"))?;
+    Ok((metric, t, dh))
+}
+
+/// Gradient of the metric at the clean run with `rules`: the trace, the gradients and the clean acts.
+pub(crate) fn clean_grads(
+    m: &LoadedModel,
+    p: &Problem,
+    rules: GimRules,
+    want: Want,
+) -> Result<(f64, SenderActs, crate::model::backward::Grads)> {
+    let (metric, t, dh) = clean_trace(m, p, rules)?;
     let g = m.model.backward(&t, &dh, want)?;
     let acts = acts_from(m, &t.acts)?;
     Ok((metric, acts, g))

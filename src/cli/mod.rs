@@ -7,6 +7,7 @@ pub mod eval;
 pub mod generate;
 mod kernel;
 pub mod logits;
+pub mod merge;
 mod repl;
 pub mod tasks;
 pub mod train;
@@ -34,7 +35,9 @@ pub enum Command {
     /// Faithfulness (comprehensiveness, sufficiency) of attribution methods over a data set.
     Eval(eval::Args),
     /// Find and verify a circuit (GIM edge attribution + real patching).
-    Circuit(circuit::Args),
+    Circuit(Box<circuit::Args>),
+    /// Add up the parts of a sharded `gim circuit --data … --shard I/N` run.
+    Merge(merge::Args),
     /// Generate a real task's prompts for a model (ioi, greater-than), kept where the model is right.
     Tasks(tasks::Args),
     /// Train a toy model with a known mechanism (induction, ioi).
@@ -57,7 +60,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Attribute(a) => attribute::run(a).map_err(anyhow::Error::from),
         Command::Bench(a) => bench::run(a).map_err(anyhow::Error::from),
         Command::Eval(a) => eval::run(a).map_err(anyhow::Error::from),
-        Command::Circuit(a) => circuit::run(a).map_err(anyhow::Error::from),
+        Command::Circuit(a) => circuit::run(*a).map_err(anyhow::Error::from),
+        Command::Merge(a) => merge::run(a).map_err(anyhow::Error::from),
         Command::Tasks(a) => tasks::run(a).map_err(anyhow::Error::from),
         Command::Train(a) => train::run(a).map_err(anyhow::Error::from),
         Command::Kernel(a) => kernel::run(a),

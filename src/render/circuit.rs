@@ -115,13 +115,19 @@ pub fn dataset_table(r: &DatasetReport) -> String {
          CPR = area under faithfulness (top-k by signed score, higher is better); CMD = area under |1 − faithfulness| (top-k by |score|, lower is better); 95% bootstrap intervals over {} resamples of the evaluation examples\n\n",
         r.metric, r.n_edges, r.n_find, r.n_eval, r.n_skipped, r.split, r.bootstrap
     );
-    t.push_str("| method | CPR ↑ | CMD ↓ | find s | eval s |\n|---|---|---|---|---|\n");
+    let first = r.methods.first().map(|m| m.method.as_str()).unwrap_or("");
+    t.push_str(&format!(
+        "| method | CPR ↑ | CMD ↓ | CPR − {first} (paired) | CMD − {first} (paired) | find s | eval s |\n|---|---|---|---|---|---|---|\n"
+    ));
+    let diff = |d: &Option<crate::circuit::Interval>| d.as_ref().map(interval).unwrap_or_default();
     for m in &r.methods {
         t.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {:.1} |\n",
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1} |\n",
             m.method,
             interval(&m.cpr),
             interval(&m.cmd),
+            diff(&m.cpr_minus_first),
+            diff(&m.cmd_minus_first),
             m.seconds_find,
             m.seconds_eval
         ));
@@ -136,7 +142,7 @@ pub fn dataset_table(r: &DatasetReport) -> String {
     for m in &r.methods {
         t.push_str(&format!("| {} |", m.method));
         for (s, a) in m.faithfulness_signed.iter().zip(&m.faithfulness_abs) {
-            t.push_str(&format!(" {s:.2} / {a:.2} |"));
+            t.push_str(&format!(" {} / {} |", two(*s), two(*a)));
         }
         t.push('\n');
     }
@@ -148,6 +154,16 @@ pub fn dataset_table(r: &DatasetReport) -> String {
         r.seconds
     ));
     t
+}
+
+/// Two decimals, without a sign on a value that rounds to zero (no `-0.00`).
+fn two(x: f64) -> String {
+    let s = format!("{x:.2}");
+    if s == "-0.00" {
+        "0.00".into()
+    } else {
+        s
+    }
 }
 
 fn fmt_pct(p: f64) -> String {

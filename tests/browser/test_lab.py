@@ -7,6 +7,7 @@ readable, help is rendered Markdown, and no output is a JSON tree or an error. T
 completion and the toolbar's interrupt button. The tests run in file order and share one
 notebook (the kernel keeps its model between cells)."""
 import json
+import pathlib
 import re
 import time
 
@@ -29,6 +30,7 @@ CELL_TIMEOUT = 300  # the machine is small; the circuit magic patches the model 
 IG_STEPS = 2_000_000  # far more than finishes before the interrupt
 
 REAL_PROMPT = "When Mary and John went to the store, John gave a drink to"
+REAL_PAIRS = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "data" / "smollm2_ioi.jsonl"
 
 CELLS = {
     "load": "%gim load toy-ioi",
@@ -47,6 +49,8 @@ CELLS = {
     "load-real": "%gim load smollm2-135m",
     "generate-real": '%gim generate "The capital of France is" --max-tokens 8',
     "attribute-real": f'%gim attribute "{REAL_PROMPT}" --target " Mary" --contrast " John"',
+    # circuits over a data set (MIB's CPR/CMD): progress line, then the table and the curves
+    "circuit-data-real": f'%gim circuit --data "{REAL_PAIRS}" --limit 4 --methods gim,gradient,random --bootstrap 100',
 }
 INDEX = {name: i for i, name in enumerate(CELLS)}
 
@@ -352,6 +356,19 @@ def test_real_model_generates_and_attributes(nb):
     assert_clean(nb, "attribute-real")
     assert_picture_or_heatmap(nb, "attribute-real")
     assert_text(nb, "attribute-real", "Mary", "John")
+
+
+def test_real_model_circuits_over_a_data_set(nb):
+    nb.run("circuit-data-real", timeout=CELL_TIMEOUT)
+    assert_clean(nb, "circuit-data-real")
+    pics = pictures(nb, "circuit-data-real")
+    print(f"circuit --data: pictures {pics}")
+    assert pics, f"`{CELLS['circuit-data-real']}` displays no picture: {describe(nb.outputs('circuit-data-real'))}"
+    assert_text(nb, "circuit-data-real", "CPR", "CMD", "gim", "gradient", "random")
+    # the progress line was updated in place to its final state
+    text = " ".join(o.text for o in nb.outputs("circuit-data-real"))
+    assert "circuit: starting" not in text and "find 0/" not in text, text[:400]
+    assert "2 examples found the circuits, 2 evaluated them" in text, text[:400]
 
 
 def test_no_json_tree_anywhere(nb):

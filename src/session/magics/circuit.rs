@@ -27,9 +27,31 @@ fn run_data(
     split: crate::circuit::DataSplit,
     out: &mut dyn Output,
 ) -> Result<Option<MimeBundle>, Flow> {
+    if a.data.shard.is_some() || a.data.scores.is_some() {
+        return Err(GimError::input(
+            "--shard and --scores are for `gim circuit` on the command line (an array job); here, run the whole set",
+        )
+        .into());
+    }
     let m = pick(s, &a.problem.model)?;
     let opts = a.data.opts(s.settings.rules, a.seed)?;
-    let r = dataset_report(m, &split, &opts, &mut |_| {})?;
+    // progress as one line, updated in place
+    let id = crate::render::new_display_id("circuit-progress");
+    out.display(MimeBundle::text("circuit: starting"), Some(&id));
+    let mut last = (String::new(), usize::MAX);
+    let mut on = |p: crate::circuit::Progress| {
+        if (p.stage, p.done) != (last.0.as_str(), last.1) {
+            last = (p.stage.to_string(), p.done);
+            let line = format!("circuit: {} {}/{} examples", p.stage, p.done, p.total);
+            out.update_display(MimeBundle::text(line), &id);
+        }
+    };
+    let r = dataset_report(m, &split, &opts, &mut on)?;
+    let done = format!(
+        "circuit: {} examples found the circuits, {} evaluated them, in {:.0} s",
+        r.n_find, r.n_eval, r.seconds
+    );
+    out.update_display(MimeBundle::text(done), &id);
     let fig = render::dataset_figure(&r).ok();
     Ok(Some(finish(
         s,
