@@ -11,16 +11,7 @@ use gim::model::GimRules;
 fn patching_everything_reproduces_the_corrupt_run_on_every_family() {
     for arch in ARCHS {
         let m = gim::load(model_dir(arch).to_str().unwrap(), &Default::default()).unwrap();
-        let clean: Vec<u32> = vec![57, 260, 80, 372, 294, 340, 273, 84, 278, 11, 300];
-        let mut corrupt = clean.clone();
-        corrupt[3] = 101;
-        corrupt[8] = 202;
-        let p = Problem {
-            clean,
-            corrupt: Corruption::Prompt(corrupt),
-            target: 372,
-            foil: Some(340),
-        };
+        let p = fixture_problem();
         let clean = sender_acts(&m, &p.clean).unwrap();
         let corr = corrupt_acts(&m, &p, &clean).unwrap();
         let ea = edge_attribution(&m, &p, GimRules::gim()).unwrap();
@@ -43,6 +34,20 @@ fn patching_everything_reproduces_the_corrupt_run_on_every_family() {
             (m_nodes - ea.metric_corrupt).abs() < 1e-4 * ea.metric_corrupt.abs().max(1.0),
             "{arch}: all nodes"
         );
+    }
+}
+
+/// A clean prompt of the fixtures' vocabulary with two tokens changed in its corruption.
+fn fixture_problem() -> Problem {
+    let clean: Vec<u32> = vec![57, 260, 80, 372, 294, 340, 273, 84, 278, 11, 300];
+    let mut corrupt = clean.clone();
+    corrupt[3] = 101;
+    corrupt[8] = 202;
+    Problem {
+        clean,
+        corrupt: Corruption::Prompt(corrupt),
+        target: 372,
+        foil: Some(340),
     }
 }
 
@@ -533,16 +538,7 @@ fn batched_edge_patching_equals_node_patching_of_the_same_senders_on_every_famil
     // their readers is a receiver): an independent reference (NodePatcher) for each batch row.
     for arch in ARCHS {
         let m = gim::load(model_dir(arch).to_str().unwrap(), &Default::default()).unwrap();
-        let clean: Vec<u32> = vec![57, 260, 80, 372, 294, 340, 273, 84, 278, 11, 300];
-        let mut corrupt = clean.clone();
-        corrupt[3] = 101;
-        corrupt[8] = 202;
-        let p = Problem {
-            clean,
-            corrupt: Corruption::Prompt(corrupt),
-            target: 372,
-            foil: Some(340),
-        };
+        let p = fixture_problem();
         let cfg = &m.model.cfg;
         let nodes = Node::all(cfg.n_layers, cfg.n_heads);
         let edges = all_edges(cfg);
@@ -601,7 +597,11 @@ fn batched_edge_patching_equals_node_patching_of_the_same_senders_on_every_famil
 
 /// A data-set report without its timings (which differ between runs).
 fn untimed(r: &DatasetReport) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap();
+    untimed_json(serde_json::to_value(r).unwrap())
+}
+
+/// A data-set report's JSON without its timings.
+fn untimed_json(mut v: serde_json::Value) -> serde_json::Value {
     v["seconds"] = 0.into();
     for m in v["methods"].as_array_mut().unwrap() {
         m["seconds_find"] = 0.into();
@@ -747,15 +747,7 @@ fn gim_merge_of_shard_files_prints_the_single_run_report() {
     }
     let merged: serde_json::Value =
         serde_json::from_str(&gim(&evals.iter().map(|s| s.as_str()).collect::<Vec<_>>())).unwrap();
-    let strip = |mut v: serde_json::Value| {
-        v["seconds"] = 0.into();
-        for m in v["methods"].as_array_mut().unwrap() {
-            m["seconds_find"] = 0.into();
-            m["seconds_eval"] = 0.into();
-        }
-        v
-    };
-    assert_eq!(strip(merged), strip(single));
+    assert_eq!(untimed_json(merged), untimed_json(single));
     // a finding part given as --scores is a one-line error
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gim"))
         .args([&base[..], &["--scores", &file("find0.json")]].concat())
