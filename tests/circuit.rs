@@ -758,6 +758,16 @@ fn gim_merge_of_shard_files_prints_the_single_run_report() {
         !out.status.success() && err.contains("gim merge") && err.lines().count() == 1,
         "{err}"
     );
+    // a device or a pipe is not a part file: a one-line error, not a hang
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gim"))
+        .args(["merge", "/dev/zero"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is not a part file") && err.lines().count() == 1,
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -363,6 +363,7 @@ pub fn dataset_report(
     let n_edges = super::edges::all_edges(&m.model.cfg).len();
     let sizes = circuit_sizes(&opts.fractions, n_edges);
     let rows = evaluate_circuits(m, &data.eval, &rankings, &sizes, progress)?;
+    let tops: Vec<(Method, Vec<Edge>)> = rankings.into_iter().map(|r| (r.method, r.top)).collect();
     let info = StudyInfo {
         n_edges,
         n_find: data.find.len(),
@@ -371,12 +372,5 @@ pub fn dataset_report(
         split: data.how.clone(),
     };
     let secs: Vec<f64> = sums.iter().map(|s| s.seconds).collect();
-    assemble_report(
-        &info,
-        opts,
-        rankings,
-        &secs,
-        rows,
-        t0.elapsed().as_secs_f64(),
-    )
+    assemble_report(&info, opts, &tops, &secs, rows, t0.elapsed().as_secs_f64())
 }

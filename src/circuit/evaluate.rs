@@ -141,7 +141,7 @@ pub struct StudyInfo {
 pub fn assemble_report(
     info: &StudyInfo,
     opts: &DatasetOpts,
-    rankings: Vec<Rankings>,
+    top_edges: &[(Method, Vec<Edge>)],
     seconds_find: &[f64],
     rows: EvalRows,
     seconds: f64,
@@ -167,7 +167,7 @@ pub fn assemble_report(
     let first_signed = signed.first().cloned().unwrap_or_default();
     let first_abs = abs.first().cloned().unwrap_or_default();
     let mut methods = Vec::new();
-    for (mi, r) in rankings.into_iter().enumerate() {
+    for (mi, (method, top)) in top_edges.iter().enumerate() {
         let (cpr, cmd) = cpr_cmd(
             &opts.fractions,
             &signed[mi],
@@ -192,7 +192,7 @@ pub fn assemble_report(
             (Some(p), Some(c))
         };
         methods.push(MethodScores {
-            method: r.method.name(),
+            method: method.name(),
             cpr,
             cmd,
             cpr_minus_first,
@@ -201,7 +201,7 @@ pub fn assemble_report(
             faithfulness_abs: faithfulness_of(&abs[mi], &metric_clean, &metric_corrupt, &all),
             metrics_signed: std::mem::take(&mut signed[mi]),
             metrics_abs: std::mem::take(&mut abs[mi]),
-            top_edges: r.top,
+            top_edges: top.clone(),
             seconds_find: seconds_find.get(mi).copied().unwrap_or(0.0),
             seconds_eval: eval_secs.get(mi).copied().unwrap_or(0.0),
         });

@@ -36,8 +36,8 @@ pub use nodes::{exact_node_effects, node_attribution, patch_nodes, NodeAttributi
 pub use patterns::{head_pattern_scores, pattern, self_repair, HeadPatternScores, SelfRepairRow};
 pub use report::{circuit_report, metric_name, CircuitReport};
 pub use shard::{
-    eval_part, find_part, merge_eval, merge_find, sharded_report, EvalPart, FindPart, FoundScores,
-    Part, Shard, StudyKey,
+    eval_part, find_part, merge_eval, merge_find, EvalPart, FindPart, FoundScores, Part, Shard,
+    StudyKey,
 };
 
 use candle_core::{DType, IndexOp, Tensor, D};

@@ -12,8 +12,6 @@
 //! patterns. Every part carries the study's key (model, options, data); parts of different
 //! studies, a missing or repeated shard are one-line errors.
 
-use std::ops::Range;
-
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{
@@ -56,7 +54,7 @@ impl Shard {
     }
 
     /// This shard's examples of `n`: contiguous, in file order.
-    pub fn range(&self, n: usize) -> Range<usize> {
+    pub fn range(&self, n: usize) -> std::ops::Range<usize> {
         (n * self.index / self.count)..(n * (self.index + 1) / self.count)
     }
 }
@@ -64,7 +62,7 @@ impl Shard {
 /// What every part of one study must agree on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StudyKey {
-    /// the model's name and source
+    /// the model's name (its path differs between machines)
     pub model: String,
     pub opts: DatasetOpts,
     pub info: StudyInfo,
@@ -74,7 +72,8 @@ impl StudyKey {
     pub fn new(m: &LoadedModel, data: &DataSplit, opts: &DatasetOpts) -> Result<StudyKey> {
         check_opts(opts)?;
         Ok(StudyKey {
-            model: format!("{} ({})", m.name, m.source.display()),
+            // the name, not the path: array tasks on other machines find the model elsewhere
+            model: m.name.clone(),
             opts: opts.clone(),
             info: StudyInfo {
                 n_edges: super::edges::all_edges(&m.model.cfg).len(),
@@ -131,8 +130,6 @@ impl SumsText {
 pub struct FindPart {
     pub key: StudyKey,
     pub shard: Shard,
-    /// the finding examples summed (indices into the finding set)
-    pub examples: Range<usize>,
     pub methods: Vec<SumsText>,
 }
 
@@ -148,8 +145,6 @@ pub struct FoundScores {
 pub struct EvalPart {
     pub key: StudyKey,
     pub shard: Shard,
-    /// the evaluation examples patched (indices into the evaluation set)
-    pub examples: Range<usize>,
     /// per method: the 50 top edges and the finding time (from the scores)
     pub top_edges: Vec<(Method, Vec<Edge>)>,
     pub seconds_find: Vec<f64>,
@@ -180,12 +175,10 @@ pub fn find_part(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<FindPart> {
     let key = StudyKey::new(m, data, opts)?;
-    let examples = shard.range(data.find.len());
-    let sums = edge_sums(m, &data.find[examples.clone()], opts, progress)?;
+    let sums = edge_sums(m, &data.find[shard.range(data.find.len())], opts, progress)?;
     Ok(FindPart {
         key,
         shard,
-        examples,
         methods: sums.iter().map(SumsText::of).collect(),
     })
 }
@@ -288,8 +281,13 @@ pub fn eval_part(
     key.info.n_find = found.key.info.n_find;
     let rk = rankings(m, found)?;
     let sizes = circuit_sizes(&opts.fractions, key.info.n_edges);
-    let examples = shard.range(data.eval.len());
-    let rows = evaluate_circuits(m, &data.eval[examples.clone()], &rk, &sizes, progress)?;
+    let rows = evaluate_circuits(
+        m,
+        &data.eval[shard.range(data.eval.len())],
+        &rk,
+        &sizes,
+        progress,
+    )?;
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
     let bits3 = |v: &[Vec<Vec<f64>>]| {
         v.iter()
@@ -299,7 +297,6 @@ pub fn eval_part(
     Ok(EvalPart {
         key,
         shard,
-        examples,
         top_edges: rk.iter().map(|r| (r.method, r.top.clone())).collect(),
         seconds_find: found.methods.iter().map(|s| s.seconds).collect(),
         metric_clean: bits(&rows.metric_clean),
@@ -353,38 +350,14 @@ pub fn merge_eval(parts: &[EvalPart]) -> Result<DatasetReport> {
         }
         seconds += p.seconds_total;
     }
-    let rk = first
-        .top_edges
-        .iter()
-        .map(|(method, top)| Rankings {
-            method: *method,
-            signed: Vec::new(),
-            abs: Vec::new(),
-            top: top.clone(),
-        })
-        .collect();
     let secs_find = &first.seconds_find;
     seconds += secs_find.iter().sum::<f64>();
-    assemble_report(&key.info, &key.opts, rk, secs_find, rows, seconds)
-}
-
-/// A whole study in one process, through the same two stages (`dataset_report` without shards).
-pub fn sharded_report(
-    m: &LoadedModel,
-    data: &DataSplit,
-    opts: &DatasetOpts,
-    shards: usize,
-) -> Result<DatasetReport> {
-    let all = |i| Shard {
-        index: i,
-        count: shards,
-    };
-    let finds = (0..shards)
-        .map(|i| find_part(m, data, opts, all(i), &mut |_| {}))
-        .collect::<Result<Vec<_>>>()?;
-    let found = merge_find(&finds)?;
-    let evals = (0..shards)
-        .map(|i| eval_part(m, data, &found, all(i), &mut |_| {}))
-        .collect::<Result<Vec<_>>>()?;
-    merge_eval(&evals)
+    assemble_report(
+        &key.info,
+        &key.opts,
+        &first.top_edges,
+        secs_find,
+        rows,
+        seconds,
+    )
 }

@@ -115,8 +115,19 @@ pub(super) fn show_report(r: &DatasetReport, json: &JsonArg, figures: &FigureArg
 
 /// Read a part file of a sharded hunt.
 pub(super) fn read_part(path: &str) -> Result<Part> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| GimError::input(format!("cannot read {path}: {e}")))?;
+    use std::io::Read;
+    // a regular file of bounded size: `/dev/zero` or a pipe must not hang the command
+    const MAX: u64 = 4 << 30;
+    let cannot = |e: std::io::Error| GimError::input(format!("cannot read {path}: {e}"));
+    let f = std::fs::File::open(path).map_err(cannot)?;
+    let meta = f.metadata().map_err(cannot)?;
+    if !meta.is_file() || meta.len() > MAX {
+        return Err(GimError::input(format!(
+            "{path} is not a part file (a regular file of at most 4 GiB written by --shard … --out or gim merge)"
+        )));
+    }
+    let mut text = String::new();
+    f.take(MAX).read_to_string(&mut text).map_err(cannot)?;
     serde_json::from_str(&text).map_err(|e| {
         GimError::input(format!(
             "{path} is not a part of a sharded gim circuit run ({e}); give the files --shard … --out wrote, or gim merge's"
