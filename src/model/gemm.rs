@@ -49,6 +49,19 @@ pub fn take_over_threads() {
 /// Below this many multiply-adds a product runs on one thread.
 const PAR_MIN: usize = 1 << 18;
 
+/// Products with at least this many rows of `a` transpose `b` first where it is read along its
+/// columns (below, gemm's own packing costs less than a transposition).
+const TRANSPOSE_MIN_ROWS: usize = 16;
+
+/// Columns of `b` transposed at a time (a multiple of gemm's 64-row AVX-512 tile): at most
+/// `k × STRIP` values per worker, reused.
+const STRIP: usize = 192;
+
+thread_local! {
+    /// Each worker's transposed strip of `b`.
+    static STRIP_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// `a · b`: [`try_matmul`], else candle's matmul (autograd, other dtypes and devices).
 pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     match try_matmul(a, b)? {
@@ -97,6 +110,9 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
         Ptr(va[la.start_offset()..].as_ptr()),
         Ptr(vb[lb.start_offset()..].as_ptr()),
     );
+    // `b` read along its columns (a linear's `Wᵀ`, attention's `kᵀ`) by enough rows of `a` to
+    // pay for transposing it
+    let transposed = sb.row == 1 && sb.col != 1 && m >= TRANSPOSE_MIN_ROWS;
     let blocks = n.div_ceil(16);
     let threads = if batch * m * n * k < PAR_MIN {
         1
@@ -113,23 +129,25 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
             return;
         }
         let (o, pa, pb) = (o, pa, pb);
-        // SAFETY: `end` checked above that every element gemm reads lies inside the storages;
-        // `out` has `batch·m·n` elements and this task writes only its item's columns c0..c1.
-        unsafe {
+        // one product of this task's columns c..c+w, `b`'s part at `rb` with strides `cs`, `rs`
+        // SAFETY (callers): `end` checked above that every element gemm reads lies inside the
+        // storages (or `rb` is this task's transposed strip); `out` has `batch·m·n` elements and
+        // this task writes only its item's columns c0..c1.
+        let product = |c: usize, w: usize, rb: *const f32, cs: usize, rs: usize| unsafe {
             gemm::gemm(
                 m,
-                c1 - c0,
+                w,
                 k,
-                o.0.add(i * m * n + c0),
+                o.0.add(i * m * n + c),
                 1,
                 n as isize,
                 false,
                 pa.0.add(i * sa.batch),
                 sa.col as isize,
                 sa.row as isize,
-                pb.0.add(i * sb.batch + c0 * sb.col),
-                sb.col as isize,
-                sb.row as isize,
+                rb,
+                cs as isize,
+                rs as isize,
                 0.0,
                 1.0,
                 false,
@@ -137,7 +155,40 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
                 false,
                 Parallelism::None,
             )
+        };
+        if !transposed {
+            // SAFETY: as `product`'s
+            return product(
+                c0,
+                c1 - c0,
+                unsafe { pb.0.add(i * sb.batch + c0 * sb.col) },
+                sb.col,
+                sb.row,
+            );
         }
+        // `b` is read along its columns (`Wᵀ`, `kᵀ`): strips of it transposed first (see
+        // `transpose.rs`), which gemm then reads with whole vectors
+        STRIP_BUF.with_borrow_mut(|buf| {
+            for c in (c0..c1).step_by(STRIP) {
+                let w = STRIP.min(c1 - c);
+                buf.clear();
+                buf.reserve(k * w);
+                // SAFETY: columns c..c+w of item i are w rows of `k` contiguous values `sb.col`
+                // apart inside b's storage (`end` above); `buf` has room for k·w values, all
+                // written by `transpose` before `set_len`
+                unsafe {
+                    super::transpose::transpose(
+                        pb.0.add(i * sb.batch + c * sb.col),
+                        sb.col,
+                        w,
+                        k,
+                        buf.as_mut_ptr(),
+                    );
+                    buf.set_len(k * w);
+                }
+                product(c, w, buf.as_ptr(), 1, w);
+            }
+        });
     };
     if threads <= 1 {
         (0..batch * parts).for_each(run);

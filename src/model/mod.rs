@@ -12,6 +12,7 @@ pub mod pool;
 pub mod row_kernels;
 pub mod rules;
 pub mod transformer;
+mod transpose;
 pub mod weights;
 
 pub use config::ModelConfig;

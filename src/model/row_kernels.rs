@@ -214,16 +214,21 @@ pub(crate) fn norm(
 ) -> Result<Option<Tensor>> {
     let eps = spec.eps as f32;
     let wo = if spec.one_plus { 1.0 } else { 0.0 };
-    let core = move |x: &[f32], w: &[f32], out: &mut [f32]| {
-        let (mu, inv) = stats(x, spec.rms, eps);
-        for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {
-            *o = (xi - mu) * inv * (wi + wo);
+    let core = {
+        #[inline(always)]
+        move |x: &[f32], w: &[f32], out: &mut [f32]| {
+            let (mu, inv) = stats(x, spec.rms, eps);
+            for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {
+                *o = (xi - mu) * inv * (wi + wo);
+            }
         }
     };
     match b {
         Some(b) => rowwise(
             x,
             [(x, Rows::Full), (w, Rows::One), (b, Rows::One)],
+            // inlined into the AVX2 loop (`each_row_avx2`), where it vectorises
+            #[inline(always)]
             move |[x, w, b], out| {
                 core(x, w, out);
                 for (o, &bi) in out.iter_mut().zip(b) {
@@ -231,8 +236,9 @@ pub(crate) fn norm(
                 }
             },
         ),
-        None => rowwise(x, [(x, Rows::Full), (w, Rows::One)], move |[x, w], out| {
-            core(x, w, out)
+        None => rowwise(x, [(x, Rows::Full), (w, Rows::One)], {
+            #[inline(always)]
+            move |[x, w], out| core(x, w, out)
         }),
     }
 }
@@ -260,6 +266,7 @@ pub(crate) fn norm_bwd(
     rowwise(
         dy,
         [(x, xrows), (dy, Rows::Full), (w, Rows::One)],
+        #[inline(always)]
         move |[x, g, w], out| {
             let d = out.len() as f32;
             // gw = g·w', written to out first
@@ -307,6 +314,7 @@ pub(crate) fn rope(
             (cos, Rows::Shared(h)),
             (sin, Rows::Shared(h)),
         ],
+        #[inline(always)]
         move |[x, c, sn], out| {
             for i in 0..d {
                 let (j, sign) = if i < half {
@@ -328,18 +336,25 @@ pub(crate) fn rope(
 
 /// Softmax over the last dimension. Masked scores (the dtype's minimum) get exactly 0.
 pub(crate) fn softmax(x: &Tensor) -> Result<Option<Tensor>> {
-    rowwise(x, [(x, Rows::Full)], |[x], out| {
-        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        for (o, &v) in out.iter_mut().zip(x) {
-            let z = v - max;
-            // exp_f32 clamps its argument; below it the true value underflows to 0
-            *o = if z < -87.0 { 0.0 } else { exp_f32(z) };
-        }
-        let r = 1.0 / sum(out);
-        for o in out.iter_mut() {
-            *o *= r;
-        }
+    rowwise(x, [(x, Rows::Full)], {
+        #[inline(always)]
+        |[x], out| softmax_row(x, out)
     })
+}
+
+/// One row of [`softmax`].
+#[inline(always)]
+fn softmax_row(x: &[f32], out: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for (o, &v) in out.iter_mut().zip(x) {
+        let z = v - max;
+        // exp_f32 clamps its argument; below it the true value underflows to 0
+        *o = if z < -87.0 { 0.0 } else { exp_f32(z) };
+    }
+    let r = 1.0 / sum(out);
+    for o in out.iter_mut() {
+        *o *= r;
+    }
 }
 
 /// Softmax backward from the probabilities: `scale · s (g − Σ g s)` per row.
@@ -348,10 +363,13 @@ pub(crate) fn softmax_bwd(s: &Tensor, g: &Tensor, scale: f64) -> Result<Option<T
         return Ok(None);
     }
     let scale = scale as f32;
-    rowwise(g, [(s, Rows::Full), (g, Rows::Full)], move |[s, g], out| {
-        let dot = dot(g, s);
-        for ((o, &si), &gi) in out.iter_mut().zip(s).zip(g) {
-            *o = scale * si * (gi - dot);
+    rowwise(g, [(s, Rows::Full), (g, Rows::Full)], {
+        #[inline(always)]
+        move |[s, g], out| {
+            let dot = dot(g, s);
+            for ((o, &si), &gi) in out.iter_mut().zip(s).zip(g) {
+                *o = scale * si * (gi - dot);
+            }
         }
     })
 }

@@ -1,0 +1,135 @@
+//! Copying a block of a matrix into its transpose, for `gemm.rs`.
+//!
+//! A linear layer's forward `x · Wᵀ` reads `W` (stored `[out, in]`) along its rows. The `gemm`
+//! crate's kernel wants that operand with the output dimension contiguous, so it packs it one
+//! scalar at a time from 64 rows at once (a fifth of a forward pass on SmolLM2, with cache-set
+//! conflicts where rows are 6 KB apart). Transposing a strip of `W` first, in 8×8 register
+//! tiles, hands gemm an operand it copies with whole vectors instead; the products' sums are
+//! unchanged (tested in `gemm.rs`: the same bits as candle's).
+
+/// `dst[c·rows + r] = src[r·stride + c]` for `r < rows`, `c < cols`: the `rows × cols` block at
+/// `src` (rows `stride` apart, each contiguous) written transposed, `cols × rows`, at `dst`.
+///
+/// # Safety
+/// `src` must be readable at every `r·stride + c` and `dst` writable at `0..rows·cols`, and the
+/// two must not overlap.
+pub(super) unsafe fn transpose(
+    src: *const f32,
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: *mut f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx") {
+            // SAFETY: the caller's bounds; AVX is present
+            unsafe { transpose_avx(src, stride, rows, cols, dst) };
+            return;
+        }
+    }
+    // SAFETY: the caller's bounds
+    unsafe { transpose_tiles(src, stride, rows, dst, 0..rows, 0..cols) }
+}
+
+/// The plain loop over rows `rs` and columns `cs` of the block (`rows` of them in all, which
+/// sets `dst`'s layout), in 8×8 tiles so that both sides stay in cache: the whole block, or the
+/// AVX version's remainders.
+///
+/// # Safety
+/// As [`transpose`], for `rs.end ≤ rows` and `cs` inside the block's columns.
+unsafe fn transpose_tiles(
+    src: *const f32,
+    stride: usize,
+    rows: usize,
+    dst: *mut f32,
+    rs: std::ops::Range<usize>,
+    cs: std::ops::Range<usize>,
+) {
+    for rb in rs.clone().step_by(8) {
+        for cb in cs.clone().step_by(8) {
+            for r in rb..(rb + 8).min(rs.end) {
+                for c in cb..(cb + 8).min(cs.end) {
+                    // SAFETY: r < rows, c < cols (the caller's bounds)
+                    unsafe { *dst.add(c * rows + r) = *src.add(r * stride + c) };
+                }
+            }
+        }
+    }
+}
+
+/// [`transpose`] with 8×8 tiles transposed in AVX registers (unpack, shuffle, lane permute).
+///
+/// # Safety
+/// As [`transpose`], and the CPU must have AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_avx(src: *const f32, stride: usize, rows: usize, cols: usize, dst: *mut f32) {
+    use std::arch::x86_64::*;
+    let (r8, c8) = (rows / 8 * 8, cols / 8 * 8);
+    for rb in (0..r8).step_by(8) {
+        for cb in (0..c8).step_by(8) {
+            // SAFETY: rows rb..rb+8 and columns cb..cb+8 lie inside the block (r8 ≤ rows, c8 ≤
+            // cols); the stores go to dst[(cb+i)·rows + rb .. +8], inside 0..rows·cols
+            unsafe {
+                let p = src.add(rb * stride + cb);
+                let l = |i: usize| _mm256_loadu_ps(p.add(i * stride));
+                let (a0, a1, a2, a3) = (l(0), l(1), l(2), l(3));
+                let (a4, a5, a6, a7) = (l(4), l(5), l(6), l(7));
+                let (t0, t1) = (_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+                let (t2, t3) = (_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+                let (t4, t5) = (_mm256_unpacklo_ps(a4, a5), _mm256_unpackhi_ps(a4, a5));
+                let (t6, t7) = (_mm256_unpacklo_ps(a6, a7), _mm256_unpackhi_ps(a6, a7));
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let q = dst.add(cb * rows + rb);
+                let s = |i: usize, v: __m256| _mm256_storeu_ps(q.add(i * rows), v);
+                s(0, _mm256_permute2f128_ps::<0x20>(u0, u4));
+                s(1, _mm256_permute2f128_ps::<0x20>(u1, u5));
+                s(2, _mm256_permute2f128_ps::<0x20>(u2, u6));
+                s(3, _mm256_permute2f128_ps::<0x20>(u3, u7));
+                s(4, _mm256_permute2f128_ps::<0x31>(u0, u4));
+                s(5, _mm256_permute2f128_ps::<0x31>(u1, u5));
+                s(6, _mm256_permute2f128_ps::<0x31>(u2, u6));
+                s(7, _mm256_permute2f128_ps::<0x31>(u3, u7));
+            }
+        }
+    }
+    // the remainders: the last columns of the full row tiles, then the last rows
+    // SAFETY: the caller's bounds
+    unsafe {
+        transpose_tiles(src, stride, rows, dst, 0..r8, c8..cols);
+        transpose_tiles(src, stride, rows, dst, r8..rows, 0..cols);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shape_and_stride_equals_the_plain_loop() {
+        for &(rows, cols, extra) in &[(1, 1, 0), (8, 8, 0), (9, 17, 3), (64, 576, 5), (13, 7, 1)] {
+            let stride = cols + extra;
+            let src: Vec<f32> = (0..rows * stride).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let mut got = vec![f32::NAN; rows * cols];
+            // SAFETY: src holds rows·stride values, got rows·cols
+            unsafe { transpose(src.as_ptr(), stride, rows, cols, got.as_mut_ptr()) };
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        got[c * rows + r].to_bits(),
+                        src[r * stride + c].to_bits(),
+                        "{rows}×{cols} at ({r}, {c})"
+                    );
+                }
+            }
+        }
+    }
+}
