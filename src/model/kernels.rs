@@ -178,20 +178,8 @@ fn fused<const I: usize, const O: usize>(
         .collect::<candle_core::Result<_>>()?;
     let n = shape.elem_count();
     let outs = with_f32(&ins, |slices| {
-        let mut outs: [Vec<f32>; O] = std::array::from_fn(|_| vec![0f32; n]);
-        // per chunk: its index and its slice of each output
-        let mut chunks: Vec<(usize, [&mut [f32]; O])> = Vec::new();
-        {
-            let mut iters: Vec<_> = outs.iter_mut().map(|o| o.chunks_mut(CHUNK)).collect();
-            for c in 0..n.div_ceil(CHUNK) {
-                let parts: Vec<&mut [f32]> = iters.iter_mut().filter_map(|it| it.next()).collect();
-                if let Ok(parts) = <[&mut [f32]; O]>::try_from(parts) {
-                    chunks.push((c, parts));
-                }
-            }
-        }
         let avx2 = has_avx2();
-        super::pool::for_each_item(chunks, |(c, os)| {
+        super::pool::par_chunks(n, CHUNK, |c, os: [&mut [f32]; O]| {
             let lo = c * CHUNK;
             let ins: [&[f32]; I] = std::array::from_fn(|k| &slices[k][lo..]);
             #[cfg(target_arch = "x86_64")]
@@ -202,8 +190,7 @@ fn fused<const I: usize, const O: usize>(
             }
             let _ = avx2;
             pass(ins, os, &f);
-        });
-        outs
+        })
     })?;
     let Some(outs) = outs else {
         return Ok(None);
@@ -242,6 +229,20 @@ pub fn act(a: Activation, x: &Tensor) -> Result<Tensor> {
         Activation::Silu => x.silu()?,
         Activation::Relu => x.relu()?,
     })
+}
+
+/// `act(gate) · up`, a gated MLP's hidden activation: one fused pass for GELU-tanh and SiLU on
+/// f32 CPU tensors autograd does not track (the same products as the two ops, bit for bit).
+pub fn gated(a: Activation, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    let fast = match a {
+        Activation::GeluTanh => fused([gate, up], |[x, u]| [gelu_tanh(x) * u])?,
+        Activation::Silu => fused([gate, up], |[x, u]| [x * sigmoid(x) * u])?,
+        _ => None,
+    };
+    if let Some([y]) = fast {
+        return Ok(y);
+    }
+    Ok((act(a, gate)? * up)?)
 }
 
 /// `g · act'(x)` (the plain MLP's activation backward), fused where possible.
@@ -382,6 +383,16 @@ mod tests {
         let want: Vec<Vec<f32>> = (xt.contiguous().unwrap() * 2.0).unwrap().to_vec2().unwrap();
         assert_eq!(y.to_vec2::<f32>().unwrap(), want);
         for a in [Activation::GeluTanh, Activation::Silu] {
+            // the gated product is the fused activation times `up`, bit for bit
+            let bits = |t: &Tensor| -> Vec<u32> {
+                let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+                v.iter().map(|f| f.to_bits()).collect()
+            };
+            assert_eq!(
+                bits(&gated(a, &x, &u).unwrap()),
+                bits(&(act(a, &x).unwrap() * &u).unwrap()),
+                "{a:?}: gated differs from act · up"
+            );
             close(
                 &act(a, &x).unwrap(),
                 match a {

@@ -225,6 +225,45 @@ pub fn for_each(n: usize, f: impl Fn(usize) + Sync) {
     }
 }
 
+/// `O` outputs of `n` floats, filled chunk by chunk (`chunk` floats each, the last one shorter) by
+/// `fill(chunk index, its slice of each output)` on gim's worker threads. Each task zeroes its own
+/// slices just before filling them, in cache, instead of one serial zeroing of whole outputs on the
+/// caller's thread (which left the other core idle).
+pub(crate) fn par_chunks<const O: usize>(
+    n: usize,
+    chunk: usize,
+    fill: impl Fn(usize, [&mut [f32]; O]) + Sync,
+) -> [Vec<f32>; O] {
+    let chunk = chunk.max(1);
+    let mut outs: [Vec<f32>; O] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let ptrs: [ChunkPtr; O] = std::array::from_fn(|k| ChunkPtr(outs[k].as_mut_ptr()));
+    for_each(n.div_ceil(chunk), |c| {
+        let lo = c * chunk;
+        let len = chunk.min(n - lo);
+        // SAFETY: every output has capacity n and chunk c is its own lo..lo+len (lo + len ≤ n),
+        // touched by this task only; it is zeroed before a slice of it is made.
+        let parts: [&mut [f32]; O] = std::array::from_fn(|k| unsafe {
+            let p = ptrs[k].0.add(lo);
+            std::ptr::write_bytes(p, 0, len);
+            std::slice::from_raw_parts_mut(p, len)
+        });
+        fill(c, parts);
+    });
+    for o in &mut outs {
+        // SAFETY: the chunks 0..n.div_ceil(chunk) cover 0..n and each was written above (a
+        // panic in `fill` reaches the caller before this point, leaving the vectors empty)
+        unsafe { o.set_len(n) };
+    }
+    outs
+}
+
+/// An output's storage, shared by the tasks of [`par_chunks`], each writing its own chunk.
+#[derive(Clone, Copy)]
+struct ChunkPtr(*mut f32);
+// SAFETY: the tasks write disjoint chunks.
+unsafe impl Send for ChunkPtr {}
+unsafe impl Sync for ChunkPtr {}
+
 /// Runs `f` once on each of `items` (each item to one thread), in parallel.
 pub fn for_each_item<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) {
     let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();

@@ -13,6 +13,7 @@ use candle_core::{Device, Tensor};
 
 use super::config::{ModelConfig, NormKind};
 use super::kernels::{exp_f32, fast_path, has_avx2, with_f32, CHUNK};
+use super::pool::par_chunks;
 use candle_core::Result;
 
 /// How an input's rows line up with the output's rows.
@@ -136,11 +137,9 @@ fn rowwise<const I: usize>(
         .collect::<Result<_>>()?;
     let out = with_f32(&ins, |slices| {
         let slices: [(&[f32], Rows); I] = std::array::from_fn(|k| (slices[k], how[k]));
-        let mut out = vec![0f32; n];
         let per_task = (CHUNK / d).max(1);
         let avx2 = has_avx2();
-        let parts: Vec<(usize, &mut [f32])> = out.chunks_mut(per_task * d).enumerate().collect();
-        super::pool::for_each_item(parts, |(c, o)| {
+        let [out] = par_chunks(n, per_task * d, |c, [o]| {
             let first = c * per_task;
             #[cfg(target_arch = "x86_64")]
             if avx2 {

@@ -316,7 +316,7 @@ fn block(
             let u = scale_grad(&lin(&x, &w.mlp.up)?, cx.rules.up_scale.unwrap_or(1.0))?;
             let g = cx.hook(HookPoint::MlpPre(l), g)?;
             let u = cx.hook(HookPoint::MlpUp(l), u)?;
-            let post = (kernels::act(cfg.act, &g)? * u)?;
+            let post = kernels::gated(cfg.act, &g, &u)?;
             let post = cx.hook(HookPoint::MlpPost(l), post)?;
             lin(&post, &w.mlp.down)?
         }
