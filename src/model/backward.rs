@@ -311,7 +311,7 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
                 return Ok(x);
             }
             // the group's heads added in order (candle's strided reduction over a middle
-            // dimension was a tenth of the serial time of a GIM attribution on SmolLM2)
+            // dimension was 1.4% of a GIM attribution's samples on SmolLM2, all of it serial)
             let x = x.reshape((b, kv, rep, s, dh))?;
             let mut acc = x.narrow(2, 0, 1)?.squeeze(2)?.contiguous()?;
             for r in 1..rep {

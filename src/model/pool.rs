@@ -264,17 +264,6 @@ struct ChunkPtr(*mut f32);
 unsafe impl Send for ChunkPtr {}
 unsafe impl Sync for ChunkPtr {}
 
-/// Runs `f` once on each of `items` (each item to one thread), in parallel.
-pub fn for_each_item<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) {
-    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    for_each(slots.len(), |i| {
-        let item = slots[i].lock().ok().and_then(|mut s| s.take());
-        if let Some(t) = item {
-            f(t);
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,11 +299,33 @@ mod tests {
             n.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(n.load(Ordering::Relaxed), 10);
-        let v: Vec<usize> = (0..20).collect();
-        let sum = AtomicUsize::new(0);
-        for_each_item(v, |x| {
-            sum.fetch_add(x, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn par_chunks_fills_every_chunk_once_from_zero() {
+        // a last chunk shorter than the others, two outputs, one chunk, none
+        for &(n, chunk) in &[(1000, 64), (1000, 1000), (999, 10), (0, 8)] {
+            let [a, b] = par_chunks(n, chunk, |c, [a, b]: [&mut [f32]; 2]| {
+                for (j, (x, y)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+                    // each slice arrives zeroed
+                    assert_eq!((*x, *y), (0.0, 0.0));
+                    *x = (c * chunk + j) as f32;
+                    *y = c as f32;
+                }
+            });
+            assert_eq!(
+                a,
+                (0..n).map(|i| i as f32).collect::<Vec<_>>(),
+                "{n}/{chunk}"
+            );
+            assert_eq!(b, (0..n).map(|i| (i / chunk) as f32).collect::<Vec<_>>());
+        }
+        // a panic in one chunk reaches the caller
+        let r = std::panic::catch_unwind(|| {
+            par_chunks(100, 10, |c, [_]: [&mut [f32]; 1]| {
+                assert!(c != 7, "chunk 7")
+            })
         });
-        assert_eq!(sum.load(Ordering::Relaxed), 190);
+        assert!(r.is_err());
     }
 }

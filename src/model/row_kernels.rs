@@ -104,6 +104,10 @@ unsafe fn each_row_avx2<const I: usize>(
 
 /// Output `[like]`'s shape, rows of its last dimension `d`; `f` fills each output row from the
 /// matching rows of the inputs. `None` where the fast path does not apply.
+///
+/// Every `f` must be an `#[inline(always)]` closure: otherwise it is compiled as a function of its
+/// own, without the AVX2 features of `each_row_avx2`, and does not vectorise (softmax's `exp` then
+/// called libm's `floorf` per element). `every_rowwise_closure_is_inlined` checks the source.
 fn rowwise<const I: usize>(
     like: &Tensor,
     ins: [(&Tensor, Rows); I],
@@ -226,7 +230,6 @@ pub(crate) fn norm(
         Some(b) => rowwise(
             x,
             [(x, Rows::Full), (w, Rows::One), (b, Rows::One)],
-            // inlined into the AVX2 loop (`each_row_avx2`), where it vectorises
             #[inline(always)]
             move |[x, w, b], out| {
                 core(x, w, out);
@@ -337,23 +340,19 @@ pub(crate) fn rope(
 pub(crate) fn softmax(x: &Tensor) -> Result<Option<Tensor>> {
     rowwise(x, [(x, Rows::Full)], {
         #[inline(always)]
-        |[x], out| softmax_row(x, out)
+        |[x], out| {
+            let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            for (o, &v) in out.iter_mut().zip(x) {
+                let z = v - max;
+                // exp_f32 clamps its argument; below it the true value underflows to 0
+                *o = if z < -87.0 { 0.0 } else { exp_f32(z) };
+            }
+            let r = 1.0 / sum(out);
+            for o in out.iter_mut() {
+                *o *= r;
+            }
+        }
     })
-}
-
-/// One row of [`softmax`].
-#[inline(always)]
-fn softmax_row(x: &[f32], out: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    for (o, &v) in out.iter_mut().zip(x) {
-        let z = v - max;
-        // exp_f32 clamps its argument; below it the true value underflows to 0
-        *o = if z < -87.0 { 0.0 } else { exp_f32(z) };
-    }
-    let r = 1.0 / sum(out);
-    for o in out.iter_mut() {
-        *o *= r;
-    }
 }
 
 /// Softmax backward from the probabilities: `scale · s (g − Σ g s)` per row.
@@ -533,6 +532,27 @@ mod tests {
         assert!(norm_bwd(spec, &x.narrow(1, 0, 2).unwrap(), &g, &w)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn every_rowwise_closure_is_inlined() {
+        // the attribute (see `rowwise`) within the first lines of every call, and on `norm`'s
+        // shared `core`; each piece of the split ends where the next call starts
+        let src = include_str!("row_kernels.rs");
+        let body = &src[..src.find("#[cfg(test)]").unwrap_or(src.len())];
+        let calls: Vec<&str> = body.split("rowwise(").skip(1).collect();
+        assert_eq!(calls.len(), 6, "rowwise calls");
+        for call in calls
+            .iter()
+            .chain(body.split("let core = ").skip(1).collect::<Vec<_>>().iter())
+        {
+            let head: String = call.chars().take(400).collect();
+            assert!(
+                head.contains("#[inline(always)]"),
+                "a row closure without #[inline(always)]: rowwise({}",
+                head.chars().take(120).collect::<String>()
+            );
+        }
     }
 
     #[test]
