@@ -5,10 +5,18 @@
 //! `[out, in]`. candle runs each product through the `gemm` crate with rayon threads; between two
 //! such products (one every ~100 µs in a forward pass) rayon's workers fall asleep, and on a
 //! virtual machine each wake-up costs more than the product's share it brings (see `pool.rs`).
-//! Here each thread of the pool runs the same `gemm` kernel single-threaded on its own block of
-//! the output's columns (a block of `W`'s rows for `x · Wᵀ`, of its columns for `dy · W`), written
-//! in place into one output; `W` is read where it lies through strides, never copied. The sums
-//! are gemm's own: a product equals candle's bit for bit (tested).
+//! Here each thread of the pool takes tasks of one product, each task a block of the output's
+//! columns (a block of `W`'s rows for `x · Wᵀ`, of its columns for `dy · W`), written in place
+//! into one output:
+//! - with at least [`TILE_MIN_ROWS`] rows of `a` (a prompt's tokens), a task is one panel of 64
+//!   columns of `b`: `W`'s rows transposed into it (`transpose.rs`), or `b`'s rows copied, and
+//!   gim's register-tiled kernel (`tile.rs`) reads it where it lies. Each element is then one
+//!   chain of fused multiply-adds over `k`, the same bits in any row block, batch, thread and
+//!   instruction set (tested). On SmolLM2 this replaced a transposed strip that the `gemm` crate
+//!   then packed a second time (a fifth of a GIM attribution's samples went to the two copies).
+//! - fewer rows (a generated token's matrix-vector products) run the `gemm` crate's kernel
+//!   single-threaded on each task's columns, its operands read through strides: candle's own sums
+//!   (tested: candle's bits).
 //!
 //! Other dtypes and devices, tracked tensors and other shapes return `None`: the caller uses
 //! candle's matmul.
@@ -17,6 +25,7 @@ use candle_core::{CpuStorage, Device, Result, Storage, Tensor};
 use gemm::Parallelism;
 
 use super::kernels::fast_path;
+use super::tile;
 
 /// Whether these products run: unless `GIM_GEMM=candle` (which leaves every product, and all
 /// threading, to candle and rayon).
@@ -49,17 +58,14 @@ pub fn take_over_threads() {
 /// Below this many multiply-adds a product runs on one thread.
 const PAR_MIN: usize = 1 << 18;
 
-/// Products with at least this many rows of `a` transpose `b` first where it is read along its
-/// columns (below, gemm's own packing costs less than a transposition).
-const TRANSPOSE_MIN_ROWS: usize = 16;
-
-/// Columns of `b` transposed at a time (a multiple of gemm's 64-row AVX-512 tile): at most
-/// `k × STRIP` values per worker, reused.
-const STRIP: usize = 192;
+/// Products with at least this many rows of `a` run through gim's panels (`tile.rs`): below,
+/// copying `b` into panels costs more than the product saves (a generated token's matrix-vector
+/// products), and they stay with the `gemm` crate.
+const TILE_MIN_ROWS: usize = 16;
 
 thread_local! {
-    /// Each worker's transposed strip of `b`.
-    static STRIP_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each worker's panel of `b` (`tile.rs`), reused.
+    static PANEL_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `a · b`: [`try_matmul`], else candle's matmul (autograd, other dtypes and devices).
@@ -110,90 +116,107 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
         Ptr(va[la.start_offset()..].as_ptr()),
         Ptr(vb[lb.start_offset()..].as_ptr()),
     );
-    // `b` read along its columns (a linear's `Wᵀ`, attention's `kᵀ`) by enough rows of `a` to
-    // pay for transposing it
-    let transposed = sb.row == 1 && sb.col != 1 && m >= TRANSPOSE_MIN_ROWS;
-    let blocks = n.div_ceil(16);
     let threads = if batch * m * n * k < PAR_MIN {
         1
     } else {
         super::pool::threads()
     };
-    // column parts per batch item, so that there are at least two tasks per thread
-    let parts = (2 * threads).div_ceil(batch).clamp(1, blocks);
-    let run = |task: usize| {
-        let (i, t) = (task / parts, task % parts);
-        let c0 = (blocks * t / parts * 16).min(n);
-        let c1 = (blocks * (t + 1) / parts * 16).min(n);
-        if c0 >= c1 {
-            return;
+    let each = |tasks: usize, run: &(dyn Fn(usize) + Sync)| {
+        if threads <= 1 {
+            (0..tasks).for_each(run);
+        } else {
+            super::pool::for_each(tasks, run);
         }
-        let (o, pa, pb) = (o, pa, pb);
-        // one product of this task's columns c..c+w, `b`'s part at `rb` with strides `cs`, `rs`
-        // SAFETY (callers): `end` checked above that every element gemm reads lies inside the
-        // storages (or `rb` is this task's transposed strip); `out` has `batch·m·n` elements and
-        // this task writes only its item's columns c0..c1.
-        let product = |c: usize, w: usize, rb: *const f32, cs: usize, rs: usize| unsafe {
-            gemm::gemm(
-                m,
-                w,
-                k,
-                o.0.add(i * m * n + c),
-                1,
-                n as isize,
-                false,
-                pa.0.add(i * sa.batch),
-                sa.col as isize,
-                sa.row as isize,
-                rb,
-                cs as isize,
-                rs as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            )
-        };
-        if !transposed {
-            // SAFETY: as `product`'s
-            return product(
-                c0,
-                c1 - c0,
-                unsafe { pb.0.add(i * sb.batch + c0 * sb.col) },
-                sb.col,
-                sb.row,
-            );
-        }
-        // `b` is read along its columns (`Wᵀ`, `kᵀ`): strips of it transposed first (see
-        // `transpose.rs`), which gemm then reads with whole vectors
-        STRIP_BUF.with_borrow_mut(|buf| {
-            for c in (c0..c1).step_by(STRIP) {
-                let w = STRIP.min(c1 - c);
+    };
+    if m >= TILE_MIN_ROWS && (sb.col == 1 || sb.row == 1) {
+        // gim's kernel, one task per panel of `b`'s columns (see `tile.rs`)
+        let per_item = n.div_ceil(tile::PANEL);
+        each(batch * per_item, &|task: usize| {
+            let (i, c) = (task / per_item, task % per_item * tile::PANEL);
+            let (w, (o, pa, pb)) = (tile::PANEL.min(n - c), (o, pa, pb));
+            let wp = tile::padded(w);
+            PANEL_BUF.with_borrow_mut(|buf| {
                 buf.clear();
-                buf.reserve(k * w);
-                // SAFETY: columns c..c+w of item i are w rows of `k` contiguous values `sb.col`
-                // apart inside b's storage (`end` above); `buf` has room for k·w values, all
-                // written by `transpose` before `set_len`
+                buf.reserve(k * wp);
+                // SAFETY: rows 0..k, columns c..c+w of item i of `b` lie inside its storage
+                // (`end` above), read along its rows (`sb.col == 1`) or, transposed, along its
+                // columns (`sb.row == 1`); `buf` has room for the panel's k·wp values, each
+                // written (the padding with zeros) before `set_len`. `a`'s item i and the
+                // output's columns c..c+w of item i are this task's alone to write.
                 unsafe {
-                    super::transpose::transpose(
-                        pb.0.add(i * sb.batch + c * sb.col),
-                        sb.col,
+                    let b = pb.0.add(i * sb.batch + c * sb.col);
+                    let p = buf.as_mut_ptr();
+                    if sb.col == 1 && w == tile::PANEL {
+                        // a whole panel's rows: a copy of constant length, inlined
+                        for kk in 0..k {
+                            let row = b.add(kk * sb.row) as *const [f32; tile::PANEL];
+                            *(p.add(kk * wp) as *mut [f32; tile::PANEL]) = *row;
+                        }
+                    } else if sb.col == 1 {
+                        for kk in 0..k {
+                            std::ptr::copy_nonoverlapping(b.add(kk * sb.row), p.add(kk * wp), w);
+                        }
+                    } else {
+                        super::transpose::transpose(b, sb.col, w, k, p, wp);
+                    }
+                    for kk in 0..k {
+                        std::ptr::write_bytes(p.add(kk * wp + w), 0, wp - w);
+                    }
+                    buf.set_len(k * wp);
+                    tile::product(
+                        m,
                         w,
                         k,
-                        buf.as_mut_ptr(),
+                        pa.0.add(i * sa.batch),
+                        sa.row,
+                        sa.col,
+                        buf,
+                        o.0.add(i * m * n + c),
+                        n,
                     );
-                    buf.set_len(k * w);
                 }
-                product(c, w, buf.as_ptr(), 1, w);
+            });
+        });
+    } else {
+        // the `gemm` crate, single-threaded on each task's block of columns, so that there are
+        // at least two tasks per thread
+        let blocks = n.div_ceil(16);
+        let parts = (2 * threads).div_ceil(batch).clamp(1, blocks);
+        each(batch * parts, &|task: usize| {
+            let (i, t) = (task / parts, task % parts);
+            let c0 = (blocks * t / parts * 16).min(n);
+            let c1 = (blocks * (t + 1) / parts * 16).min(n);
+            if c0 >= c1 {
+                return;
+            }
+            let (o, pa, pb) = (o, pa, pb);
+            // SAFETY: `end` checked above that every element gemm reads lies inside the
+            // storages; `out` has `batch·m·n` elements and this task writes only its item's
+            // columns c0..c1.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    c1 - c0,
+                    k,
+                    o.0.add(i * m * n + c0),
+                    1,
+                    n as isize,
+                    false,
+                    pa.0.add(i * sa.batch),
+                    sa.col as isize,
+                    sa.row as isize,
+                    pb.0.add(i * sb.batch + c0 * sb.col),
+                    sb.col as isize,
+                    sb.row as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                )
             }
         });
-    };
-    if threads <= 1 {
-        (0..batch * parts).for_each(run);
-    } else {
-        super::pool::for_each(batch * parts, run);
     }
     drop((ga, gb));
     // SAFETY: the tasks above wrote all `len` elements: every batch item's m rows × the column
@@ -303,22 +326,41 @@ mod tests {
             ] {
                 assert!(e < 1e-5, "{what} {m}×{k}×{n}: relative error {e}");
             }
-            // the same kernel and order of sums as candle's matmul: the same bits
-            for (a, b) in [(&x, w.t()?), (&dy, w.clone())] {
+            // below TILE_MIN_ROWS rows, candle's kernel and order of sums: candle's bits; from
+            // there on, gim's panels: the bits of one chain of fused multiply-adds over k per
+            // element (`tile.rs`), in every row, whatever the batch or thread
+            let bits = |t: &Tensor| -> Result<Vec<u32>> {
+                Ok(t.flatten_all()?
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect())
+            };
+            for (what, a, b) in [("x·wᵀ", &x, w.t()?), ("dy·w", &dy, w.clone())] {
                 let ours =
                     try_matmul(a, &b)?.ok_or_else(|| candle_core::Error::Msg("none".into()))?;
-                let bits = |t: &Tensor| -> Result<Vec<u32>> {
-                    Ok(t.flatten_all()?
-                        .to_vec1::<f32>()?
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .collect())
+                let want = if m < TILE_MIN_ROWS {
+                    bits(&a.matmul(&b)?)?
+                } else {
+                    let (av, bv) = (a.to_vec2::<f32>()?, b.to_vec2::<f32>()?);
+                    let (kk, nn) = b.dims2()?;
+                    (0..m * nn)
+                        .map(|e| {
+                            let (i, j) = (e / nn, e % nn);
+                            (0..kk)
+                                .fold(0f32, |s, t| av[i][t].mul_add(bv[t][j], s))
+                                .to_bits()
+                        })
+                        .collect()
                 };
-                assert_eq!(
-                    bits(&ours)?,
-                    bits(&a.matmul(&b)?)?,
-                    "{m}×{k}×{n} differs from candle"
-                );
+                assert_eq!(bits(&ours)?, want, "{what} {m}×{k}×{n}: other bits");
+                // the last rows alone (other row blocks) give the bits they have among all rows
+                if m > TILE_MIN_ROWS {
+                    let at = m - TILE_MIN_ROWS;
+                    let last = try_matmul(&a.narrow(0, at, TILE_MIN_ROWS)?, &b)?
+                        .ok_or_else(|| candle_core::Error::Msg("none".into()))?;
+                    assert_eq!(bits(&last)?, bits(&ours.narrow(0, at, TILE_MIN_ROWS)?)?);
+                }
             }
         }
         // attention: [b, h, s, d] · [b, h, d, s] (a transposed view), pattern · v, and the

@@ -1,17 +1,16 @@
 //! Copying a block of a matrix into its transpose, for `gemm.rs`.
 //!
-//! A linear layer's forward `x · Wᵀ` reads `W` (stored `[out, in]`) along its rows. The `gemm`
-//! crate's kernel wants that operand with the output dimension contiguous, so it packs it one
-//! scalar at a time from 64 rows at once (a fifth of a forward pass on SmolLM2, with cache-set
-//! conflicts where rows are 6 KB apart). Transposing a strip of `W` first, in 8×8 register
-//! tiles, hands gemm an operand it copies with whole vectors instead; the products' sums are
-//! unchanged (tested in `gemm.rs`: the same bits as candle's).
+//! A linear layer's forward `x · Wᵀ` reads `W` (stored `[out, in]`) along its rows, but the
+//! product's kernel (`tile.rs`) wants that operand with the output dimension contiguous. So
+//! `gemm.rs` transposes 64 rows of `W` at a time into a panel, in 8×8 register tiles; the values
+//! are only moved, never changed (tested against the plain loop).
 
-/// `dst[c·rows + r] = src[r·stride + c]` for `r < rows`, `c < cols`: the `rows × cols` block at
-/// `src` (rows `stride` apart, each contiguous) written transposed, `cols × rows`, at `dst`.
+/// `dst[c·ld + r] = src[r·stride + c]` for `r < rows`, `c < cols`: the `rows × cols` block at
+/// `src` (rows `stride` apart, each contiguous) written transposed, `cols × rows`, at `dst`, whose
+/// rows are `ld ≥ rows` apart (what lies between is left alone).
 ///
 /// # Safety
-/// `src` must be readable at every `r·stride + c` and `dst` writable at `0..rows·cols`, and the
+/// `src` must be readable at every `r·stride + c` and `dst` writable at every `c·ld + r`, and the
 /// two must not overlap.
 pub(super) unsafe fn transpose(
     src: *const f32,
@@ -19,21 +18,22 @@ pub(super) unsafe fn transpose(
     rows: usize,
     cols: usize,
     dst: *mut f32,
+    ld: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx") {
             // SAFETY: the caller's bounds; AVX is present
-            unsafe { transpose_avx(src, stride, rows, cols, dst) };
+            unsafe { transpose_avx(src, stride, rows, cols, dst, ld) };
             return;
         }
     }
     // SAFETY: the caller's bounds
-    unsafe { transpose_tiles(src, stride, rows, dst, 0..rows, 0..cols) }
+    unsafe { transpose_tiles(src, stride, ld, dst, 0..rows, 0..cols) }
 }
 
-/// The plain loop over rows `rs` and columns `cs` of the block (`rows` of them in all, which
-/// sets `dst`'s layout), in 8×8 tiles so that both sides stay in cache: the whole block, or the
+/// The plain loop over rows `rs` and columns `cs` of the block (`dst`'s rows `ld` apart), in 8×8
+/// tiles so that both sides stay in cache: the whole block, or the
 /// AVX version's remainders.
 ///
 /// # Safety
@@ -41,7 +41,7 @@ pub(super) unsafe fn transpose(
 unsafe fn transpose_tiles(
     src: *const f32,
     stride: usize,
-    rows: usize,
+    ld: usize,
     dst: *mut f32,
     rs: std::ops::Range<usize>,
     cs: std::ops::Range<usize>,
@@ -51,7 +51,7 @@ unsafe fn transpose_tiles(
             for r in rb..(rb + 8).min(rs.end) {
                 for c in cb..(cb + 8).min(cs.end) {
                     // SAFETY: r < rows, c < cols (the caller's bounds)
-                    unsafe { *dst.add(c * rows + r) = *src.add(r * stride + c) };
+                    unsafe { *dst.add(c * ld + r) = *src.add(r * stride + c) };
                 }
             }
         }
@@ -64,13 +64,20 @@ unsafe fn transpose_tiles(
 /// As [`transpose`], and the CPU must have AVX.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn transpose_avx(src: *const f32, stride: usize, rows: usize, cols: usize, dst: *mut f32) {
+unsafe fn transpose_avx(
+    src: *const f32,
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: *mut f32,
+    ld: usize,
+) {
     use std::arch::x86_64::*;
     let (r8, c8) = (rows / 8 * 8, cols / 8 * 8);
     for rb in (0..r8).step_by(8) {
         for cb in (0..c8).step_by(8) {
             // SAFETY: rows rb..rb+8 and columns cb..cb+8 lie inside the block (r8 ≤ rows, c8 ≤
-            // cols); the stores go to dst[(cb+i)·rows + rb .. +8], inside 0..rows·cols
+            // cols); the stores go to dst[(cb+i)·ld + rb .. +8] (the caller's bounds)
             unsafe {
                 let p = src.add(rb * stride + cb);
                 let l = |i: usize| _mm256_loadu_ps(p.add(i * stride));
@@ -88,8 +95,8 @@ unsafe fn transpose_avx(src: *const f32, stride: usize, rows: usize, cols: usize
                 let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
                 let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
                 let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-                let q = dst.add(cb * rows + rb);
-                let s = |i: usize, v: __m256| _mm256_storeu_ps(q.add(i * rows), v);
+                let q = dst.add(cb * ld + rb);
+                let s = |i: usize, v: __m256| _mm256_storeu_ps(q.add(i * ld), v);
                 s(0, _mm256_permute2f128_ps::<0x20>(u0, u4));
                 s(1, _mm256_permute2f128_ps::<0x20>(u1, u5));
                 s(2, _mm256_permute2f128_ps::<0x20>(u2, u6));
@@ -104,8 +111,8 @@ unsafe fn transpose_avx(src: *const f32, stride: usize, rows: usize, cols: usize
     // the remainders: the last columns of the full row tiles, then the last rows
     // SAFETY: the caller's bounds
     unsafe {
-        transpose_tiles(src, stride, rows, dst, 0..r8, c8..cols);
-        transpose_tiles(src, stride, rows, dst, r8..rows, 0..cols);
+        transpose_tiles(src, stride, ld, dst, 0..r8, c8..cols);
+        transpose_tiles(src, stride, ld, dst, r8..rows, 0..cols);
     }
 }
 
@@ -118,13 +125,16 @@ mod tests {
         for &(rows, cols, extra) in &[(1, 1, 0), (8, 8, 0), (9, 17, 3), (64, 576, 5), (13, 7, 1)] {
             let stride = cols + extra;
             let src: Vec<f32> = (0..rows * stride).map(|i| i as f32 * 0.5 - 3.0).collect();
-            let mut got = vec![f32::NAN; rows * cols];
-            // SAFETY: src holds rows·stride values, got rows·cols
-            unsafe { transpose(src.as_ptr(), stride, rows, cols, got.as_mut_ptr()) };
+            let ld = rows + extra;
+            let mut got = vec![f32::NAN; ld * cols];
+            // SAFETY: src holds rows·stride values, got ld·cols
+            unsafe { transpose(src.as_ptr(), stride, rows, cols, got.as_mut_ptr(), ld) };
+            // the gaps between dst's rows are left alone
+            assert!((0..cols).all(|c| got[c * ld + rows..(c + 1) * ld].iter().all(|v| v.is_nan())));
             for r in 0..rows {
                 for c in 0..cols {
                     assert_eq!(
-                        got[c * rows + r].to_bits(),
+                        got[c * ld + r].to_bits(),
                         src[r * stride + c].to_bits(),
                         "{rows}×{cols} at ({r}, {c})"
                     );
