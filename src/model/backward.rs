@@ -14,7 +14,7 @@ use super::config::{ModelConfig, NormKind, Positional};
 use super::gemm::matmul;
 use super::hooks::{Cache, HookPoint};
 use super::kernels::{self, scale};
-use super::layers::{lin, norm, position_ids, repeat_kv, Rope};
+use super::layers::{lin, norm, position_ids, stack_groups, Rope};
 use super::row_kernels;
 use super::rules::GimRules;
 use super::weights::{LinearW, NormW};
@@ -227,7 +227,6 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         let freeze = self.rules.freeze_norm;
         let (b, s, _) = d_post.dims3()?;
         let (h, kv, dh) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head);
-        let rep = h / kv;
         if self.want.nodes {
             at.insert(HookPoint::ResidPost(l), d_post.clone());
             at.insert(HookPoint::MlpOut(l), d_post.clone());
@@ -251,13 +250,13 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
                     self.rules.gate_scale,
                     self.rules.up_scale,
                 )?;
-                (lin_bwd(&d_g, gate)? + lin_bwd(&d_u, &w.mlp.up)?)?
+                kernels::add(&lin_bwd(&d_g, gate)?, &lin_bwd(&d_u, &w.mlp.up)?)?
             }
             None => lin_bwd(&kernels::act_bwd(cfg.act, pre, &d_hidden)?, &w.mlp.up)?,
         };
         let mlp_x = get(HookPoint::MlpIn(l))?;
         let d_mlp_in = norm_bwd(cfg, &w.ln2, mlp_x, &dx2, freeze)?;
-        let d_mid = (&d_post + &d_mlp_in)?;
+        let d_mid = kernels::add(&d_post, &d_mlp_in)?;
         if self.want.nodes {
             at.insert(HookPoint::ResidMid(l), d_mid.clone());
             at.insert(HookPoint::AttnOut(l), d_mid.clone());
@@ -279,10 +278,13 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         let pattern = get(HookPoint::Pattern(l))?;
         let scores = get(HookPoint::AttnScores(l))?;
         let q = get(HookPoint::Q(l))?.transpose(1, 2)?.contiguous()?;
-        let k = repeat_kv(&get(HookPoint::K(l))?.transpose(1, 2)?, rep)?;
-        let v = repeat_kv(&get(HookPoint::V(l))?.transpose(1, 2)?, rep)?;
-        let d_pattern = matmul(&dz, &v.t()?)?;
-        let dv = matmul(&pattern.t()?, &dz)?;
+        let k = get(HookPoint::K(l))?.transpose(1, 2)?.contiguous()?; // [b, kv, s, dh]
+        let v = get(HookPoint::V(l))?.transpose(1, 2)?.contiguous()?;
+        // a group's query heads stacked as rows (`stack_groups`): the products with their one
+        // key/value head, and, transposed, the sums over the group's heads
+        let dz_g = stack_groups(&dz, kv)?;
+        let d_pattern = matmul(&dz_g, &v.t()?)?.reshape((b, h, s, s))?;
+        let dv = matmul(&stack_groups(pattern, kv)?.t()?, &dz_g)?;
         // the attention scale folds into the softmax backward unless soft-capping comes between
         let (inner, outer) = match cfg.attn_softcap {
             Some(_) => (1.0, cfg.attn_scale),
@@ -304,24 +306,12 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
             }
             None => d_scores,
         };
-        let dq = matmul(&d_scores, &k)?;
-        let dk = matmul(&d_scores.t()?, &q)?;
-        let group = |x: Tensor| -> Result<Tensor> {
-            if rep == 1 {
-                return Ok(x);
-            }
-            // the group's heads added in order (candle's strided reduction over a middle
-            // dimension was 1.4% of a GIM attribution's samples on SmolLM2, all of it serial)
-            let x = x.reshape((b, kv, rep, s, dh))?;
-            let mut acc = x.narrow(2, 0, 1)?.squeeze(2)?.contiguous()?;
-            for r in 1..rep {
-                acc = (acc + x.narrow(2, r, 1)?.squeeze(2)?)?;
-            }
-            Ok(acc)
-        };
+        let ds_g = stack_groups(&d_scores, kv)?;
+        let dq = matmul(&ds_g, &k)?.reshape((b, h, s, dh))?;
+        let dk = matmul(&ds_g.t()?, &stack_groups(&q, kv)?)?; // [b, kv, s, dh]
         let dq = scale(&dq, self.rules.q_scale)?.transpose(1, 2)?; // [b, s, h, dh]
-        let dk = scale(&group(dk)?, self.rules.k_scale)?.transpose(1, 2)?;
-        let dv = scale(&group(dv)?, self.rules.v_scale)?
+        let dk = scale(&dk, self.rules.k_scale)?.transpose(1, 2)?;
+        let dv = scale(&dv, self.rules.v_scale)?
             .transpose(1, 2)?
             .contiguous()?;
         if self.want.nodes {
@@ -371,9 +361,14 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         } else {
             None
         };
-        let dx1 = ((lin_bwd(&dq_flat, &w.attn.q)? + lin_bwd(&dk_flat, &w.attn.k)?)?
-            + lin_bwd(&dv_flat, &w.attn.v)?)?;
-        let d_pre = (d_mid + norm_bwd(cfg, &w.ln1, resid_pre, &dx1, freeze)?)?;
+        let dx1 = kernels::add(
+            &kernels::add(
+                &lin_bwd(&dq_flat, &w.attn.q)?,
+                &lin_bwd(&dk_flat, &w.attn.k)?,
+            )?,
+            &lin_bwd(&dv_flat, &w.attn.v)?,
+        )?;
+        let d_pre = kernels::add(&d_mid, &norm_bwd(cfg, &w.ln1, resid_pre, &dx1, freeze)?)?;
         if self.want.nodes {
             at.insert(HookPoint::ResidPre(l), d_pre.clone());
         }

@@ -208,9 +208,30 @@ fn fused<const I: usize, const O: usize>(
 /// gradients; here so that `backward.rs` uses the kernels and not the other way round).
 pub(crate) fn scale(x: &Tensor, s: Option<f64>) -> Result<Tensor> {
     match s {
-        Some(v) if v != 1.0 => Ok(x.affine(v, 0.0)?),
+        Some(v) if v != 1.0 => affine(x, v, 0.0),
         _ => Ok(x.clone()),
     }
+}
+
+/// `x · mul + add`, candle's `affine` (the same two roundings, `mul` and `add` taken as f32),
+/// split over gim's threads where the fast path applies: candle's own runs on one thread, and a
+/// forward and backward scale the attention scores, the tempered softmax's input and GIM's
+/// gradients 120 times on SmolLM2.
+pub(crate) fn affine(x: &Tensor, mul: f64, add: f64) -> Result<Tensor> {
+    let (m, a) = (mul as f32, add as f32);
+    if let Some([y]) = fused([x], |[v]| [v * m + a])? {
+        return Ok(y);
+    }
+    Ok(x.affine(mul, add)?)
+}
+
+/// `a + b` of one shape, candle's sum split over gim's threads where the fast path applies (the
+/// residual stream's and the backward's sums); else candle's.
+pub(crate) fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if let Some([y]) = fused([a, b], |[x, y]| [x + y])? {
+        return Ok(y);
+    }
+    Ok((a + b)?)
 }
 
 /// `act(x)`; one fused pass for GELU-tanh and SiLU on f32 CPU tensors autograd does not track.

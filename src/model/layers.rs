@@ -273,15 +273,20 @@ pub(crate) fn per_head_linear(x: &Tensor, l: &LinearW, dh: usize) -> Result<Tens
     Ok(y)
 }
 
-pub(crate) fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x.contiguous()?);
+/// `[b, h, s, x]` (h = kv·rep query heads, head `g·rep + r` reading key/value head `g`) seen as
+/// `[b, kv, rep·s, x]`: each key/value head's query heads stacked as rows. A product of a group's
+/// stacked rows with its one key/value head is every head's product (each row on its own), and a
+/// product of their transposes sums the group's heads (grouped-query attention without repeating
+/// keys and values: the repeats were copies of 2·rep·s·dh floats per layer each way, and the
+/// backward then summed them back, serially).
+pub(crate) fn stack_groups(x: &Tensor, kv: usize) -> Result<Tensor> {
+    let (b, h, s, d) = x.dims4()?;
+    if kv == 0 || h % kv != 0 {
+        return Err(crate::error::GimError::input(format!(
+            "internal: {h} query heads do not share {kv} key/value heads evenly"
+        )));
     }
-    let (b, kv, s, dh) = x.dims4()?;
-    Ok(x.unsqueeze(2)?
-        .broadcast_as((b, kv, n_rep, s, dh))?
-        .contiguous()?
-        .reshape((b, kv * n_rep, s, dh))?)
+    Ok(x.contiguous()?.reshape((b, kv, h / kv * s, d))?)
 }
 
 /// The dtype's most negative finite value (what transformers uses for masked scores).

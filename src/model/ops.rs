@@ -224,7 +224,9 @@ pub fn tempered_softmax_bwd(
     let s = if temperature == 1.0 {
         probs.to_dtype(ft)?
     } else {
-        softmax_last_dim(&(x.to_dtype(ft)? / temperature)?)?
+        let x = super::kernels::affine(&x.to_dtype(ft)?, 1.0 / temperature, 0.0)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        softmax_last_dim(&x)?
     };
     let g = g.to_dtype(ft)?;
     if let Some(d) = super::row_kernels::softmax_bwd(&s, &g, scale)? {

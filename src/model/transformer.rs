@@ -10,7 +10,9 @@ use super::config::{ModelConfig, Positional};
 use super::gemm::matmul;
 use super::hooks::{Cache, Hook, HookPoint};
 use super::kernels;
-use super::layers::{lin, min_value, norm, per_head_linear, position_ids, repeat_kv, Masks, Rope};
+use super::layers::{
+    lin, min_value, norm, per_head_linear, position_ids, stack_groups, Masks, Rope,
+};
 use super::ops::{linear, scale_grad, tempered_softmax};
 use super::rules::GimRules;
 use super::weights::{BlockW, Weights};
@@ -306,7 +308,7 @@ fn block(
         None => attn_out,
     };
     let attn_out = cx.hook(HookPoint::AttnOut(l), attn_out)?;
-    let mid = (resid + attn_out)?;
+    let mid = kernels::add(&resid, &attn_out)?;
     let mid = cx.hook(HookPoint::ResidMid(l), mid)?;
     let mlp_in = cx.hook(HookPoint::MlpIn(l), mid.clone())?;
     let x = norm(cfg, &w.ln2, &mlp_in, freeze)?;
@@ -331,7 +333,7 @@ fn block(
         None => out,
     };
     let out = cx.hook(HookPoint::MlpOut(l), out)?;
-    let post = (mid + out)?;
+    let post = kernels::add(&mid, &out)?;
     cx.hook(HookPoint::ResidPost(l), post)
 }
 
@@ -400,11 +402,15 @@ fn attention(
         }
         None => (k, v),
     };
-    // [b, heads, s, dh] (keys and values: the prefix's positions, then these)
+    // [b, heads, s, dh] (keys and values: the prefix's positions, then these); each key/value
+    // head's query heads stacked as rows (`stack_groups`), so that a group's queries meet its keys
+    // and values in one product and no copy repeats them
     let q = q.transpose(1, 2)?.contiguous()?;
-    let k = repeat_kv(&k.transpose(1, 2)?, h / kv)?;
-    let v = repeat_kv(&v.transpose(1, 2)?, h / kv)?;
-    let mut scores = (matmul(&q, &k.t()?)? * cfg.attn_scale)?;
+    let k = k.transpose(1, 2)?.contiguous()?;
+    let v = v.transpose(1, 2)?.contiguous()?;
+    let t = k.dim(2)?;
+    let scores = matmul(&stack_groups(&q, kv)?, &k.t()?)?.reshape((b, h, s, t))?;
+    let mut scores = kernels::affine(&scores, cfg.attn_scale, 0.0)?;
     if let Some(c) = cfg.attn_softcap {
         scores = ((scores / c)?.tanh()? * c)?;
     }
@@ -417,7 +423,9 @@ fn attention(
     let scores = cx.hook(HookPoint::AttnScores(l), scores)?;
     let pattern = tempered_softmax(&scores, cx.rules.temperature())?;
     let pattern = cx.hook(HookPoint::Pattern(l), pattern)?;
-    let z = matmul(&pattern, &v)?.transpose(1, 2)?; // [b, s, h, dh]
+    let z = matmul(&stack_groups(&pattern, kv)?, &v)?
+        .reshape((b, h, s, dh))?
+        .transpose(1, 2)?; // [b, s, h, dh]
     let z = cx.hook(HookPoint::Z(l), z)?;
     let z = z.reshape((b, s, h * dh))?;
     lin(&z, &a.o)
