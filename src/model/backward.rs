@@ -17,6 +17,7 @@ use super::kernels::{self, scale};
 use super::layers::{lin, norm, position_ids, stack_groups, Rope};
 use super::row_kernels;
 use super::rules::GimRules;
+use super::transpose;
 use super::weights::{LinearW, NormW};
 use super::{ForwardOpts, Positions, Transformer};
 use crate::error::{GimError, Result};
@@ -274,12 +275,12 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         if self.want.nodes {
             at.insert(HookPoint::Z(l), dz.clone());
         }
-        let dz = dz.transpose(1, 2)?.contiguous()?; // [b, h, s, dh]
+        let dz = transpose::contiguous(&dz.transpose(1, 2)?)?; // [b, h, s, dh]
         let pattern = get(HookPoint::Pattern(l))?;
         let scores = get(HookPoint::AttnScores(l))?;
-        let q = get(HookPoint::Q(l))?.transpose(1, 2)?.contiguous()?;
-        let k = get(HookPoint::K(l))?.transpose(1, 2)?.contiguous()?; // [b, kv, s, dh]
-        let v = get(HookPoint::V(l))?.transpose(1, 2)?.contiguous()?;
+        let q = transpose::contiguous(&get(HookPoint::Q(l))?.transpose(1, 2)?)?;
+        let k = transpose::contiguous(&get(HookPoint::K(l))?.transpose(1, 2)?)?; // [b, kv, s, dh]
+        let v = transpose::contiguous(&get(HookPoint::V(l))?.transpose(1, 2)?)?;
         // a group's query heads stacked as rows (`stack_groups`): the products with their one
         // key/value head, and, transposed, the sums over the group's heads
         let dz_g = stack_groups(&dz, kv)?;
@@ -311,9 +312,7 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         let dk = matmul(&ds_g.t()?, &stack_groups(&q, kv)?)?; // [b, kv, s, dh]
         let dq = scale(&dq, self.rules.q_scale)?.transpose(1, 2)?; // [b, s, h, dh]
         let dk = scale(&dk, self.rules.k_scale)?.transpose(1, 2)?;
-        let dv = scale(&dv, self.rules.v_scale)?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let dv = transpose::contiguous(&scale(&dv, self.rules.v_scale)?.transpose(1, 2)?)?;
         if self.want.nodes {
             at.insert(HookPoint::Q(l), dq.contiguous()?);
             at.insert(HookPoint::K(l), dk.contiguous()?);
@@ -321,10 +320,10 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         }
         let (mut dq, mut dk) = match self.rope {
             Some(r) => (
-                r.apply_transpose(&dq.contiguous()?)?,
-                r.apply_transpose(&dk.contiguous()?)?,
+                r.apply_transpose(&transpose::contiguous(&dq)?)?,
+                r.apply_transpose(&transpose::contiguous(&dk)?)?,
             ),
-            None => (dq.contiguous()?, dk.contiguous()?),
+            None => (transpose::contiguous(&dq)?, transpose::contiguous(&dk)?),
         };
         if w.attn.q_norm.is_some() || w.attn.k_norm.is_some() {
             let x1 = norm(cfg, &w.ln1, resid_pre, freeze)?;

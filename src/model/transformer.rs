@@ -15,6 +15,7 @@ use super::layers::{
 };
 use super::ops::{linear, scale_grad, tempered_softmax};
 use super::rules::GimRules;
+use super::transpose;
 use super::weights::{BlockW, Weights};
 use crate::error::{GimError, Result};
 
@@ -405,9 +406,9 @@ fn attention(
     // [b, heads, s, dh] (keys and values: the prefix's positions, then these); each key/value
     // head's query heads stacked as rows (`stack_groups`), so that a group's queries meet its keys
     // and values in one product and no copy repeats them
-    let q = q.transpose(1, 2)?.contiguous()?;
-    let k = k.transpose(1, 2)?.contiguous()?;
-    let v = v.transpose(1, 2)?.contiguous()?;
+    let q = transpose::contiguous(&q.transpose(1, 2)?)?;
+    let k = transpose::contiguous(&k.transpose(1, 2)?)?;
+    let v = transpose::contiguous(&v.transpose(1, 2)?)?;
     let t = k.dim(2)?;
     let scores = matmul(&stack_groups(&q, kv)?, &k.t()?)?.reshape((b, h, s, t))?;
     let mut scores = kernels::affine(&scores, cfg.attn_scale, 0.0)?;
@@ -427,6 +428,6 @@ fn attention(
         .reshape((b, h, s, dh))?
         .transpose(1, 2)?; // [b, s, h, dh]
     let z = cx.hook(HookPoint::Z(l), z)?;
-    let z = z.reshape((b, s, h * dh))?;
+    let z = transpose::contiguous(&z)?.reshape((b, s, h * dh))?;
     lin(&z, &a.o)
 }

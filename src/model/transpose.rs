@@ -3,7 +3,48 @@
 //! A linear layer's forward `x · Wᵀ` reads `W` (stored `[out, in]`) along its rows, but the
 //! product's kernel (`tile.rs`) wants that operand with the output dimension contiguous. So
 //! `gemm.rs` transposes 64 rows of `W` at a time into a panel, in 8×8 register tiles; the values
-//! are only moved, never changed (tested against the plain loop).
+//! are only moved, never changed (tested against the plain loop). And [`contiguous`]: the
+//! attention's transposed tensors copied into their own layout, split over the threads.
+
+use candle_core::{CpuStorage, Device, Storage, Tensor};
+
+use crate::error::Result;
+
+/// `x.contiguous()`, the copy split over gim's threads where the fast path applies (a 4-d f32 CPU
+/// tensor autograd does not track, read along its last dimension): the attention's transposes
+/// between `[b, s, heads, d]` and `[b, heads, s, d]`, which candle copies on one thread.
+pub(crate) fn contiguous(x: &Tensor) -> Result<Tensor> {
+    if x.is_contiguous() || !super::kernels::fast_path(x) || x.rank() != 4 || x.elem_count() == 0 {
+        return Ok(x.contiguous()?);
+    }
+    let (d0, d1, d2, d3) = x.dims4()?;
+    let st = x.stride().to_vec();
+    if st[3] != 1 {
+        return Ok(x.contiguous()?);
+    }
+    let (guard, layout) = x.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(v)) = &*guard else {
+        drop(guard);
+        return Ok(x.contiguous()?);
+    };
+    let off = layout.start_offset();
+    let last = off + (d0 - 1) * st[0] + (d1 - 1) * st[1] + (d2 - 1) * st[2] + d3;
+    if last > v.len() {
+        drop(guard);
+        return Ok(x.contiguous()?);
+    }
+    let per = (super::kernels::CHUNK / d3).max(1);
+    let [out] = super::pool::par_chunks(d0 * d1 * d2 * d3, per * d3, |c, [o]| {
+        for (j, row) in o.chunks_exact_mut(d3).enumerate() {
+            let r = c * per + j;
+            let (i0, i1, i2) = (r / (d1 * d2), r / d2 % d1, r % d2);
+            let at = off + i0 * st[0] + i1 * st[1] + i2 * st[2];
+            row.copy_from_slice(&v[at..at + d3]);
+        }
+    });
+    drop(guard);
+    Ok(Tensor::from_vec(out, (d0, d1, d2, d3), &Device::Cpu)?)
+}
 
 /// `dst[c·ld + r] = src[r·stride + c]` for `r < rows`, `c < cols`: the `rows × cols` block at
 /// `src` (rows `stride` apart, each contiguous) written transposed, `cols × rows`, at `dst`, whose
@@ -119,6 +160,41 @@ unsafe fn transpose_avx(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contiguous_copies_equal_candles() -> Result<()> {
+        let x = Tensor::randn(0f32, 1.0, (2, 37, 9, 64), &Device::Cpu)?;
+        let views = [
+            x.transpose(1, 2)?,
+            x.narrow(1, 3, 30)?.transpose(1, 2)?,
+            x.narrow(3, 5, 40)?,
+            x.transpose(0, 2)?,
+            x.clone(),
+        ];
+        for v in &views {
+            let (ours, theirs) = (contiguous(v)?, v.contiguous()?);
+            assert!(ours.is_contiguous());
+            assert_eq!(ours.dims(), theirs.dims());
+            let bits = |t: &Tensor| -> Result<Vec<u32>> {
+                Ok(t.flatten_all()?
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .map(|f| f.to_bits())
+                    .collect())
+            };
+            assert_eq!(
+                bits(&ours)?,
+                bits(&theirs)?,
+                "{:?} {:?}",
+                v.dims(),
+                v.stride()
+            );
+        }
+        // the last dimension strided: left to candle
+        let t = x.transpose(2, 3)?;
+        assert_eq!(contiguous(&t)?.dims(), t.dims());
+        Ok(())
+    }
 
     #[test]
     fn every_shape_and_stride_equals_the_plain_loop() {
