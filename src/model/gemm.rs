@@ -59,6 +59,11 @@ pub fn take_over_threads() {
     std::env::set_var("CANDLE_NUM_THREADS", "1");
 }
 
+/// How many rows ahead a panel's row copy (`dy · W`) asks for `b`'s rows: 2–4% faster GIM on
+/// SmolLM2 in four in-process alternations (12 ABBA quads each: medians 0.962, 0.978, 0.967 at
+/// 8 and 16 rows, 0.986 at 4; each within its quartiles, all below 1).
+const AHEAD: usize = 8;
+
 /// Below this many multiply-adds a product runs on one thread.
 const PAR_MIN: usize = 1 << 18;
 
@@ -157,6 +162,16 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
                     if sb.col == 1 && w == tile::PANEL {
                         // a whole panel's rows: a copy of constant length, inlined
                         for kk in 0..k {
+                            // `b`'s row AHEAD rows on, asked for into the second-level cache:
+                            // the rows lie 2–6 KiB apart, past what the hardware prefetches
+                            #[cfg(target_arch = "x86_64")]
+                            if kk + AHEAD < k {
+                                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+                                let next = b.add((kk + AHEAD) * sb.row) as *const i8;
+                                for line in 0..4 {
+                                    _mm_prefetch::<_MM_HINT_T1>(next.add(64 * line));
+                                }
+                            }
                             let row = b.add(kk * sb.row) as *const [f32; tile::PANEL];
                             *(p.add(kk * wp) as *mut [f32; tile::PANEL]) = *row;
                         }
