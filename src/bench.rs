@@ -58,13 +58,14 @@ pub fn placeholder_tokenizer(vocab: usize) -> Result<Tok> {
 /// A random-weight model of a named shape (weights ~ N(0, 0.02)).
 pub fn random_model(shape: &str, dtype: DType, device: &Device) -> Result<LoadedModel> {
     let cfg = shape_config(shape)?;
-    let w = init_weights(&cfg, &mut |_, dims, init| {
+    let mut w = init_weights(&cfg, &mut |_, dims, init| {
         Ok(match init {
             Init::Normal(s) => Tensor::randn(0f32, s as f32, dims, device)?.to_dtype(dtype)?,
             Init::Zeros => Tensor::zeros(dims, dtype, device)?,
             Init::NormScale => Tensor::ones(dims, dtype, device)?,
         })
     })?;
+    w.pack()?;
     let tok = placeholder_tokenizer(cfg.vocab_size.min(1000))?;
     Ok(LoadedModel {
         name: format!("random-{shape}"),
@@ -272,8 +273,9 @@ pub fn save_random_gpt2(shape: &str, dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io)?;
     let w = &m.model.w;
     let mut t: HashMap<String, Tensor> = HashMap::new();
-    let conv =
-        |l: &crate::model::weights::LinearW| -> Result<Tensor> { Ok(l.w.t()?.contiguous()?) };
+    let conv = |l: &crate::model::weights::LinearW| -> Result<Tensor> {
+        Ok(l.w.tensor()?.t()?.contiguous()?)
+    };
     t.insert("wte.weight".into(), w.embed.clone());
     if let Some(p) = &w.pos_embed {
         t.insert("wpe.weight".into(), p.clone());

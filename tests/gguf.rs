@@ -442,7 +442,7 @@ fn every_quantisation_type_loads_with_its_own_rounding() {
             .unwrap()
             .reshape((64, 64))
             .unwrap();
-        let d = max_abs_diff(&m.model.w.blocks[1].attn.q.w, &expect);
+        let d = max_abs_diff(&m.model.w.blocks[1].attn.q.w.tensor().unwrap(), &expect);
         assert_eq!(
             d, 0.0,
             "{ty:?}: q_proj is not the dequantised stored tensor"
@@ -521,7 +521,7 @@ fn k_quants_load_on_a_model_wide_enough_for_their_blocks() {
             .unwrap()
             .reshape((128, 256))
             .unwrap();
-        let d = max_abs_diff(&m.model.w.blocks[0].attn.k.w, &expect);
+        let d = max_abs_diff(&m.model.w.blocks[0].attn.k.w.tensor().unwrap(), &expect);
         assert_eq!(
             d, 0.0,
             "{ty:?}: k_proj is not the dequantised stored tensor"

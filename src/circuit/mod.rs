@@ -243,6 +243,7 @@ pub(crate) fn head_results(m: &LoadedModel, l: usize, z: &Tensor) -> Result<Tens
         .attn
         .o
         .w
+        .tensor()?
         .reshape((d, h, dh))?
         .permute((1, 2, 0))?
         .contiguous()?; // [h, dh, d]

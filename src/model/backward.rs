@@ -342,7 +342,7 @@ impl<'a, F: Fn(HookPoint) -> Result<&'a Tensor>> LayerBwd<'a, F> {
         let receivers = if self.want.receivers {
             let per_head = |dx: &Tensor, lw: &LinearW, n: usize| -> Result<Tensor> {
                 // [b, s, n, dh] @ [n, dh, d] → [b, s, n, d], then through the norm (per position)
-                let wv = lw.w.reshape((n, dh, cfg.d_model))?;
+                let wv = lw.w.tensor()?.reshape((n, dh, cfg.d_model))?;
                 let g = matmul(&dx.permute((2, 0, 1, 3))?.reshape((n, b * s, dh))?, &wv)?;
                 let g = g
                     .reshape((n, b, s, cfg.d_model))?

@@ -70,7 +70,7 @@ const PAR_MIN: usize = 1 << 18;
 /// Products with at least this many rows of `a` run through gim's panels (`tile.rs`): below,
 /// copying `b` into panels costs more than the product saves (a generated token's matrix-vector
 /// products), and they stay with the `gemm` crate.
-const TILE_MIN_ROWS: usize = 16;
+pub(super) const TILE_MIN_ROWS: usize = 16;
 
 thread_local! {
     /// Each worker's panel of `b` (`tile.rs`), reused.
@@ -125,89 +125,50 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
         Ptr(va[la.start_offset()..].as_ptr()),
         Ptr(vb[lb.start_offset()..].as_ptr()),
     );
-    let threads = if batch * m * n * k < PAR_MIN {
-        1
-    } else {
-        super::pool::threads()
-    };
-    let each = |tasks: usize, run: &(dyn Fn(usize) + Sync)| {
-        if threads <= 1 {
-            (0..tasks).for_each(run);
-        } else {
-            super::pool::for_each(tasks, run);
-        }
-    };
+    let threads = threads_for(batch * m * n * k);
     if m >= TILE_MIN_ROWS && (sb.col == 1 || sb.row == 1) {
         // gim's kernel, one task per panel of `b`'s columns (see `tile.rs`)
-        let cols = Columns::new(n, if batch == 1 { threads } else { 1 });
-        let per_item = cols.tasks();
-        each(batch * per_item, &|task: usize| {
-            let (i, (c, w)) = (task / per_item, cols.task(task % per_item));
-            if w == 0 {
-                return;
-            }
-            let (o, pa, pb) = (o, pa, pb);
-            let wp = tile::padded(w);
-            PANEL_BUF.with_borrow_mut(|buf| {
-                buf.clear();
-                buf.reserve(k * wp);
-                // SAFETY: rows 0..k, columns c..c+w of item i of `b` lie inside its storage
-                // (`end` above), read along its rows (`sb.col == 1`) or, transposed, along its
-                // columns (`sb.row == 1`); `buf` has room for the panel's k·wp values, each
-                // written (the padding with zeros) before `set_len`. `a`'s item i and the
-                // output's columns c..c+w of item i are this task's alone to write.
-                unsafe {
-                    let b = pb.0.add(i * sb.batch + c * sb.col);
-                    let p = buf.as_mut_ptr();
-                    if sb.col == 1 && w == tile::PANEL {
-                        // a whole panel's rows: a copy of constant length, inlined
-                        for kk in 0..k {
-                            // `b`'s row AHEAD rows on, asked for into the second-level cache:
-                            // the rows lie 2–6 KiB apart, past what the hardware prefetches
-                            #[cfg(target_arch = "x86_64")]
-                            if kk + AHEAD < k {
-                                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-                                let next = b.add((kk + AHEAD) * sb.row) as *const i8;
-                                for line in 0..4 {
-                                    _mm_prefetch::<_MM_HINT_T1>(next.add(64 * line));
-                                }
+        let fill = |i: usize, c: usize, w: usize, p: *mut f32, wp: usize| {
+            // SAFETY: rows 0..k, columns c..c+w of item i of `b` lie inside its storage
+            // (`end` above), read along its rows (`sb.col == 1`) or, transposed, along its
+            // columns (`sb.row == 1`); `p` has room for k rows wp apart (`tiled`).
+            unsafe {
+                let b = pb.get().add(i * sb.batch + c * sb.col);
+                if sb.col == 1 && w == tile::PANEL {
+                    // a whole panel's rows: a copy of constant length, inlined
+                    for kk in 0..k {
+                        // `b`'s row AHEAD rows on, asked for into the second-level cache:
+                        // the rows lie 2–6 KiB apart, past what the hardware prefetches
+                        #[cfg(target_arch = "x86_64")]
+                        if kk + AHEAD < k {
+                            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+                            let next = b.add((kk + AHEAD) * sb.row) as *const i8;
+                            for line in 0..4 {
+                                _mm_prefetch::<_MM_HINT_T1>(next.add(64 * line));
                             }
-                            let row = b.add(kk * sb.row) as *const [f32; tile::PANEL];
-                            *(p.add(kk * wp) as *mut [f32; tile::PANEL]) = *row;
                         }
-                    } else if sb.col == 1 {
-                        for kk in 0..k {
-                            std::ptr::copy_nonoverlapping(b.add(kk * sb.row), p.add(kk * wp), w);
-                        }
-                    } else {
-                        super::transpose::transpose(b, sb.col, w, k, p, wp);
+                        let row = b.add(kk * sb.row) as *const [f32; tile::PANEL];
+                        *(p.add(kk * wp) as *mut [f32; tile::PANEL]) = *row;
                     }
-                    if wp > w {
-                        for kk in 0..k {
-                            std::ptr::write_bytes(p.add(kk * wp + w), 0, wp - w);
-                        }
+                } else if sb.col == 1 {
+                    for kk in 0..k {
+                        std::ptr::copy_nonoverlapping(b.add(kk * sb.row), p.add(kk * wp), w);
                     }
-                    buf.set_len(k * wp);
-                    tile::product(
-                        m,
-                        w,
-                        k,
-                        pa.0.add(i * sa.batch),
-                        sa.row,
-                        sa.col,
-                        buf,
-                        o.0.add(i * m * n + c),
-                        n,
-                    );
+                } else {
+                    super::transpose::transpose(b, sb.col, w, k, p, wp);
                 }
-            });
-        });
+            }
+            None
+        };
+        // SAFETY: `a`'s items lie inside its storage (`end` above); `out` has room for
+        // batch·m·n values; `fill` writes each panel from inside `b`'s storage.
+        unsafe { tiled((batch, m, k, n), pa, sa, o, threads, &fill) };
     } else {
         // the `gemm` crate, single-threaded on each task's block of columns, so that there are
         // at least two tasks per thread
         let blocks = n.div_ceil(16);
         let parts = (2 * threads).div_ceil(batch).clamp(1, blocks);
-        each(batch * parts, &|task: usize| {
+        each(threads, batch * parts, &|task: usize| {
             let (i, t) = (task / parts, task % parts);
             let c0 = (blocks * t / parts * 16).min(n);
             let c1 = (blocks * (t + 1) / parts * 16).min(n);
@@ -254,6 +215,93 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
     )?))
 }
 
+/// How many threads a product of `flops` multiply-adds runs on.
+pub(super) fn threads_for(flops: usize) -> usize {
+    if flops < PAR_MIN {
+        1
+    } else {
+        super::pool::threads()
+    }
+}
+
+/// Runs `run(t)` for `t < tasks`: on the calling thread, or over the pool's.
+pub(super) fn each(threads: usize, tasks: usize, run: &(dyn Fn(usize) + Sync)) {
+    if threads <= 1 {
+        (0..tasks).for_each(run);
+    } else {
+        super::pool::for_each(tasks, run);
+    }
+}
+
+/// Writes a panel: `fill(i, c, w, p, wp)` puts columns `c..c+w` of item `i` of the right
+/// operand (all `k` rows) at `p`, rows `wp` apart (`wp = tile::padded(w)`; the padding columns
+/// are zeroed by [`tiled`]) and returns `None`; or, where those columns already lie as a panel
+/// (`k · wp` values, `w = wp`: a strip of `strips.rs`), writes nothing and returns where.
+pub(super) type Fill<'a> =
+    &'a (dyn Fn(usize, usize, usize, *mut f32, usize) -> Option<*const f32> + Sync);
+
+/// `out = a · b` for `batch` items of `m × k` times `k × n` (items of `out` `m·n` apart) with gim's
+/// kernel (`tile.rs`): one task per block of columns ([`Columns`]), whose panel `fill` writes into
+/// the worker's buffer.
+///
+/// # Safety
+/// `a` must be readable at every `i·sa.batch + r·sa.row + kk·sa.col` (`i < batch`, `r < m`,
+/// `kk < k`), `out` writable at `batch·m·n` values that nothing else reads or writes meanwhile,
+/// and `fill` must write exactly the `k × w` values it is asked for.
+pub(super) unsafe fn tiled(
+    (batch, m, k, n): (usize, usize, usize, usize),
+    pa: Ptr,
+    sa: Strided,
+    o: OutPtr,
+    threads: usize,
+    fill: Fill,
+) {
+    let cols = Columns::new(n, if batch == 1 { threads } else { 1 });
+    let per_item = cols.tasks();
+    each(threads, batch * per_item, &|task: usize| {
+        let (i, (c, w)) = (task / per_item, cols.task(task % per_item));
+        if w == 0 {
+            return;
+        }
+        let (o, pa) = (o, pa);
+        let wp = tile::padded(w);
+        PANEL_BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            buf.reserve(k * wp);
+            // SAFETY: `buf` has room for the panel's k·wp values, each written (by `fill`, the
+            // padding with zeros here) before `set_len`, unless `fill` names a panel that lies
+            // ready (k·wp values, `Fill`); `a`'s item i and the output's columns c..c+w of item i
+            // are this task's alone to write (the caller's bounds).
+            unsafe {
+                let panel: &[f32] = match fill(i, c, w, buf.as_mut_ptr(), wp) {
+                    Some(ready) => std::slice::from_raw_parts(ready, k * wp),
+                    None => {
+                        let p = buf.as_mut_ptr();
+                        if wp > w {
+                            for kk in 0..k {
+                                std::ptr::write_bytes(p.add(kk * wp + w), 0, wp - w);
+                            }
+                        }
+                        buf.set_len(k * wp);
+                        buf
+                    }
+                };
+                tile::product(
+                    m,
+                    w,
+                    k,
+                    pa.0.add(i * sa.batch),
+                    sa.row,
+                    sa.col,
+                    panel,
+                    o.0.add(i * m * n + c),
+                    n,
+                );
+            }
+        });
+    });
+}
+
 /// The column blocks of one item's product, one task each: whole panels of [`tile::PANEL`]
 /// columns first, as many as share evenly among the threads, then the rest of the columns in
 /// one narrower block per thread (multiples of 16 columns). The tasks are claimed in order, so
@@ -296,14 +344,14 @@ impl Columns {
 /// A tensor's strides: between batch items (its batch dimensions folded into one), rows and
 /// columns of its last two dimensions.
 #[derive(Clone, Copy)]
-struct Strided {
-    batch: usize,
-    row: usize,
-    col: usize,
+pub(super) struct Strided {
+    pub(super) batch: usize,
+    pub(super) row: usize,
+    pub(super) col: usize,
 }
 
 impl Strided {
-    fn of(t: &Tensor) -> Option<Strided> {
+    pub(super) fn of(t: &Tensor) -> Option<Strided> {
         let st = t.stride();
         let d = t.dims();
         let r = d.len();
@@ -331,21 +379,28 @@ impl Strided {
     }
 
     /// One past the last element read of a `batch × rows × cols` operand starting at `offset`.
-    fn end(&self, offset: usize, batch: usize, rows: usize, cols: usize) -> usize {
+    pub(super) fn end(&self, offset: usize, batch: usize, rows: usize, cols: usize) -> usize {
         offset + (batch - 1) * self.batch + (rows - 1) * self.row + (cols - 1) * self.col + 1
     }
 }
 
 /// The output, shared by the tasks, each of which writes only its own columns.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 // SAFETY: the tasks write disjoint parts of the output.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// An operand, read by every task.
 #[derive(Clone, Copy)]
-struct Ptr(*const f32);
+pub(super) struct Ptr(pub(super) *const f32);
+
+impl Ptr {
+    /// The pointer (a closure calling this captures the whole `Ptr`, which is `Sync`).
+    pub(super) fn get(self) -> *const f32 {
+        self.0
+    }
+}
 // SAFETY: only read while the storage guards are held (`try_matmul`).
 unsafe impl Send for Ptr {}
 unsafe impl Sync for Ptr {}

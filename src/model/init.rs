@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 
 use super::config::{ModelConfig, NormKind};
-use super::weights::{AttnW, BlockW, LinearW, MlpW, NormW, Weights};
+use super::weights::{AttnW, BlockW, LinearW, MlpW, NormW, Weight, Weights};
 use crate::error::Result;
 
 /// How a fresh tensor is initialised.
@@ -31,7 +31,11 @@ pub fn init_weights(cfg: &ModelConfig, make: &mut MakeTensor) -> Result<Weights>
     let proj_std = 0.02 / (2.0 * cfg.n_layers as f64).sqrt();
     let mut lin = |name: &str, out: usize, inp: usize, bias: bool, s: f64| -> Result<LinearW> {
         Ok(LinearW {
-            w: make(&format!("{name}.weight"), &[out, inp], Init::Normal(s))?,
+            w: Weight::Tensor(make(
+                &format!("{name}.weight"),
+                &[out, inp],
+                Init::Normal(s),
+            )?),
             b: if bias {
                 Some(make(&format!("{name}.bias"), &[out], Init::Zeros)?)
             } else {

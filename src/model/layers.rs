@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 use super::config::{ModelConfig, NormKind};
 use super::gemm::matmul;
-use super::ops::linear;
+use super::ops::linear_w;
 use super::row_kernels;
 use super::weights::{LinearW, NormW};
 use crate::error::{GimError, Result};
@@ -256,14 +256,14 @@ pub(crate) fn norm(cfg: &ModelConfig, w: &NormW, x: &Tensor, freeze: bool) -> Re
 }
 
 pub(crate) fn lin(x: &Tensor, l: &LinearW) -> Result<Tensor> {
-    Ok(linear(x, &l.w, l.b.as_ref())?)
+    Ok(linear_w(x, &l.w, l.b.as_ref())?)
 }
 
 /// Project per-head inputs `[b, s, h, d]` with a weight `[h*dh, d]` → `[b, s, h, dh]`.
 pub(crate) fn per_head_linear(x: &Tensor, l: &LinearW, dh: usize) -> Result<Tensor> {
     let (b, s, h, d) = x.dims4()?;
     // [h, d, dh] weights; x as [h, b*s, d]
-    let w = l.w.reshape((h, dh, d))?.transpose(1, 2)?;
+    let w = l.w.tensor()?.reshape((h, dh, d))?.transpose(1, 2)?;
     let xs = x.permute((2, 0, 1, 3))?.reshape((h, b * s, d))?;
     let y = matmul(&xs, &w)?; // [h, b*s, dh]
     let mut y = y.reshape((h, b, s, dh))?.permute((1, 2, 0, 3))?;

@@ -11,6 +11,7 @@ pub mod ops;
 pub mod pool;
 pub mod row_kernels;
 pub mod rules;
+mod strips;
 mod tile;
 pub mod transformer;
 mod transpose;

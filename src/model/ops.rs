@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 
+use super::weights::Weight;
+
 /// A place where a backward pass leaves the gradient that reached a tensor.
 pub type GradSlot = Arc<Mutex<Option<Tensor>>>;
 
@@ -90,7 +92,7 @@ enum Attached {
     /// `res = softmax(x)`; backward `s_T * (g - sum(g * s_T))`, `s_T = softmax(x / T)`.
     TemperedSoftmax { temperature: f64 },
     /// `res = x @ wᵀ (+ b)` with a constant weight: backward only `g @ w`, no weight gradient.
-    ConstLinear { weight: Tensor },
+    ConstLinear { weight: Weight },
 }
 
 struct Attach(Attached);
@@ -151,25 +153,38 @@ impl CustomOp2 for Attach {
 
 /// Input gradient of a linear layer `y = x Wᵀ`: `dy @ W` for `dy` `[.., out]` and `w` `[out, in]`.
 ///
-/// On f32 CPU tensors this is [`super::gemm`]'s product on gim's threads, reading `w` in place.
-/// Elsewhere: candle's gemm is slow with a row-major right operand and few rows, so short inputs compute
-/// `(Wᵀ dyᵀ)ᵀ`, whose operands it reads in its fast layout (2.5× on the 1B shape's MLP at 32
-/// tokens; slower from ~128 rows on). Both engines' backward go through here.
-pub fn input_grad(dy: &Tensor, w: &Tensor) -> Result<Tensor> {
+/// On f32 CPU tensors this is [`super::gemm`]'s product on gim's threads, reading `w`'s strips
+/// (`strips.rs`) or `w` in place. Elsewhere: candle's gemm is slow with a row-major right operand
+/// and few rows, so short inputs compute `(Wᵀ dyᵀ)ᵀ`, whose operands it reads in its fast layout
+/// (2.5× on the 1B shape's MLP at 32 tokens; slower from ~128 rows on). Both engines' backward
+/// go through here.
+pub fn input_grad(dy: &Tensor, w: &Weight) -> Result<Tensor> {
     let out = dy.dim(D::Minus1)?;
     let rows = dy.elem_count() / out.max(1);
     let dy2 = dy.reshape((rows, out))?;
-    let g = if let Some(g) = super::gemm::try_matmul(&dy2, w)? {
-        g
-    } else if rows <= 64 {
-        w.t()?.matmul(&dy2.t()?)?.t()?.contiguous()?
-    } else {
-        dy2.matmul(w)?
+    let g = match w {
+        Weight::Strips(s) => match s.input_grad(&dy2)? {
+            Some(g) => g,
+            None => row_major_input_grad(&dy2, &s.tensor()?)?,
+        },
+        Weight::Tensor(w) => row_major_input_grad(&dy2, w)?,
     };
     let mut dims = dy.dims().to_vec();
     let last = dims.len() - 1;
-    dims[last] = w.dim(1)?;
+    dims[last] = w.dims()?.1;
     g.reshape(dims)
+}
+
+/// [`input_grad`] of `dy2` `[rows, out]` with a `[out, in]` tensor.
+fn row_major_input_grad(dy2: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let rows = dy2.dim(0)?;
+    if let Some(g) = super::gemm::try_matmul(dy2, w)? {
+        Ok(g)
+    } else if rows <= 64 {
+        w.t()?.matmul(&dy2.t()?)?.t()?.contiguous()
+    } else {
+        dy2.matmul(w)
+    }
 }
 
 /// The dtype in which softmax, norms and log-probabilities of a `dtype` tensor are computed:
@@ -241,18 +256,30 @@ pub fn tempered_softmax_bwd(
 /// `x @ wᵀ + b` (w: `[out, in]`). With a constant (non-`Var`) weight the backward computes only
 /// the input gradient; with a trainable weight it falls back to ordinary autograd.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    linear_w(x, &Weight::Tensor(w.clone()), b)
+}
+
+/// [`linear`] with a linear layer's [`Weight`] (a tensor or strips).
+pub fn linear_w(x: &Tensor, w: &Weight, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let inp = dims[dims.len() - 1];
     let rows = x.elem_count() / inp.max(1);
-    let out = w.dim(0)?;
+    let out = w.dims()?.0;
     let mut out_dims = dims.clone();
     let last = out_dims.len() - 1;
     out_dims[last] = out;
-    let trainable = w.track_op() || b.map(|b| b.track_op()).unwrap_or(false);
+    let trainable =
+        matches!(w, Weight::Tensor(t) if t.track_op()) || b.map(|b| b.track_op()).unwrap_or(false);
     let compute = |x2: &Tensor| -> Result<Tensor> {
-        let y = match super::gemm::try_matmul(x2, &w.t()?)? {
-            Some(y) => y,
-            None => x2.matmul(&w.t()?)?,
+        let y = match w {
+            Weight::Strips(s) => match s.forward(x2)? {
+                Some(y) => y,
+                None => x2.matmul(&s.tensor()?.t()?)?,
+            },
+            Weight::Tensor(w) => match super::gemm::try_matmul(x2, &w.t()?)? {
+                Some(y) => y,
+                None => x2.matmul(&w.t()?)?,
+            },
         };
         match b {
             Some(b) => y.broadcast_add(b),

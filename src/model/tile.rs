@@ -210,6 +210,13 @@ mod avx512 {
         unsafe { dispatch!(rows, v, kernel, k, a, ars, acs, panel.as_ptr(), out, ldo) }
     }
 
+    /// How many panel rows ahead the kernel asks for the panel into the first-level cache: the
+    /// panel (k × 64 floats, 147 KiB at k = 576) lies in the second-level cache or memory, and the
+    /// kernel's loads of it waited (perf: 39% of its samples on one load). 4–8% faster GIM on
+    /// SmolLM2 (in-process alternations: 12 rows 0.956, 16 rows 0.924, 0.966, 0.962, 20 rows
+    /// 0.939, 24 rows 0.933, 32 rows 0.972, 4 rows 0.960, 8 rows 0.952).
+    const AHEAD: usize = 16;
+
     #[target_feature(enable = "avx512f")]
     unsafe fn kernel<const R: usize, const V: usize>(
         k: usize,
@@ -225,6 +232,11 @@ mod avx512 {
             // SAFETY: panel row kk has 16·V values; a's element (r, kk) (the caller's bounds)
             unsafe {
                 let row = p.add(kk * 16 * V);
+                // the panel's row AHEAD rows on, asked for into the first-level cache
+                let ahead = p.wrapping_add((kk + AHEAD) * 16 * V) as *const i8;
+                for j in 0..V {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * j));
+                }
                 let mut b = [_mm512_setzero_ps(); V];
                 for (j, b) in b.iter_mut().enumerate() {
                     *b = _mm512_loadu_ps(row.add(16 * j));

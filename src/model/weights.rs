@@ -2,16 +2,91 @@
 //!
 //! Adding an architecture means adding a map here and a few flags in `config.rs`.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{ModelConfig, NormKind, WeightLayout};
+use super::strips::Strips;
 use crate::error::{GimError, Result};
 
 /// `y = x @ wᵀ + b`, `w: [out, in]`.
 #[derive(Clone, Debug)]
 pub struct LinearW {
-    pub w: Tensor,
+    pub w: Weight,
     pub b: Option<Tensor>,
+}
+
+/// A linear layer's weight `[out, in]`: a tensor, or (f32 on the CPU, for inference) in strips of
+/// 64 columns for gim's products (`strips.rs`).
+#[derive(Clone, Debug)]
+pub enum Weight {
+    Tensor(Tensor),
+    Strips(Arc<Strips>),
+}
+
+impl Weight {
+    /// `(out, in)`.
+    pub fn dims(&self) -> candle_core::Result<(usize, usize)> {
+        match self {
+            Weight::Tensor(t) => t.dims2(),
+            Weight::Strips(s) => Ok(s.dims()),
+        }
+    }
+
+    pub fn elem_count(&self) -> usize {
+        match self {
+            Weight::Tensor(t) => t.elem_count(),
+            Weight::Strips(s) => s.dims().0 * s.dims().1,
+        }
+    }
+
+    /// The weight as a `[out, in]` tensor: itself, or a copy out of the strips.
+    pub fn tensor(&self) -> candle_core::Result<Tensor> {
+        match self {
+            Weight::Tensor(t) => Ok(t.clone()),
+            Weight::Strips(s) => s.tensor(),
+        }
+    }
+
+    /// In strips where gim's products run on it ([`Strips::of`]), else as it is.
+    fn packed(self) -> Result<Weight> {
+        Ok(match self {
+            Weight::Tensor(t) => match Strips::of(&t)? {
+                Some(s) => Weight::Strips(Arc::new(s)),
+                None => Weight::Tensor(t),
+            },
+            s => s,
+        })
+    }
+}
+
+impl Weights {
+    /// Every linear layer's weight in strips where gim's products run on it (f32 weights on the
+    /// CPU that autograd does not train), one layer at a time (each row-major copy is dropped as
+    /// its strips are made).
+    pub fn pack(&mut self) -> Result<()> {
+        for b in &mut self.blocks {
+            let a = &mut b.attn;
+            let m = &mut b.mlp;
+            let mut all = vec![
+                &mut a.q,
+                &mut a.k,
+                &mut a.v,
+                &mut a.o,
+                &mut m.up,
+                &mut m.down,
+            ];
+            if let Some(g) = m.gate.as_mut() {
+                all.push(g);
+            }
+            for l in all {
+                let placeholder = Weight::Tensor(Tensor::zeros(0, DType::F32, &Device::Cpu)?);
+                l.w = std::mem::replace(&mut l.w, placeholder).packed()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// LayerNorm (weight + bias) or RMSNorm (weight; Gemma stores `w` for a `(1 + w)` scale).
@@ -90,7 +165,7 @@ impl Loader<'_> {
     }
     fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<LinearW> {
         Ok(LinearW {
-            w: self.raw(&format!("{name}.weight"), &[out, inp])?,
+            w: Weight::Tensor(self.raw(&format!("{name}.weight"), &[out, inp])?),
             b: if bias {
                 Some(self.raw(&format!("{name}.bias"), &[out])?)
             } else {
@@ -113,7 +188,7 @@ impl Loader<'_> {
 /// Split rows `[start, start+len)` of a weight (and bias) — fused projections.
 fn rows(l: &LinearW, start: usize, len: usize) -> Result<LinearW> {
     Ok(LinearW {
-        w: l.w.narrow(0, start, len)?.contiguous()?,
+        w: Weight::Tensor(l.w.tensor()?.narrow(0, start, len)?.contiguous()?),
         b: match &l.b {
             Some(b) => Some(b.narrow(0, start, len)?.contiguous()?),
             None => None,
@@ -121,16 +196,30 @@ fn rows(l: &LinearW, start: usize, len: usize) -> Result<LinearW> {
     })
 }
 
-/// Load the canonical weights for `cfg` from `src`.
+/// Load the canonical weights for `cfg` from `src`, the linear layers' in strips where gim's
+/// products run on them ([`Weights::pack`]).
 pub fn load_weights(
     cfg: &ModelConfig,
     src: &dyn TensorSource,
     dtype: DType,
     device: &Device,
 ) -> Result<Weights> {
-    if cfg.weights == WeightLayout::Gpt2 {
-        return gpt2(cfg, src, dtype, device);
-    }
+    let mut w = if cfg.weights == WeightLayout::Gpt2 {
+        gpt2(cfg, src, dtype, device)?
+    } else {
+        families(cfg, src, dtype, device)?
+    };
+    w.pack()?;
+    Ok(w)
+}
+
+/// Every family's weights but GPT-2's, row-major.
+fn families(
+    cfg: &ModelConfig,
+    src: &dyn TensorSource,
+    dtype: DType,
+    device: &Device,
+) -> Result<Weights> {
     let ld = Loader {
         src,
         prefix: "model.".into(),
@@ -264,10 +353,11 @@ fn gpt2(
     let ln = NormKind::LayerNorm;
     let conv = |name: &str, inp: usize, out: usize| -> Result<LinearW> {
         Ok(LinearW {
-            w: ld
-                .raw(&format!("{name}.weight"), &[inp, out])?
-                .t()?
-                .contiguous()?,
+            w: Weight::Tensor(
+                ld.raw(&format!("{name}.weight"), &[inp, out])?
+                    .t()?
+                    .contiguous()?,
+            ),
             b: Some(ld.raw(&format!("{name}.bias"), &[out])?),
         })
     };
