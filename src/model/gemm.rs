@@ -102,29 +102,14 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
     if m == 0 || n == 0 || k == 0 || batch == 0 {
         return Ok(None);
     }
-    let (Some(sa), Some(sb)) = (Strided::of(a), Strided::of(b)) else {
+    let (Some(opa), Some(opb)) = (operand(a, batch, m, k), operand(b, batch, k, n)) else {
         return Ok(None);
     };
-    let (ga, la) = a.storage_and_layout();
-    let (gb, lb) = b.storage_and_layout();
-    let (Storage::Cpu(CpuStorage::F32(va)), Storage::Cpu(CpuStorage::F32(vb))) = (&*ga, &*gb)
-    else {
-        return Ok(None);
-    };
-    // every index gemm forms must lie inside the storage
-    if sa.end(la.start_offset(), batch, m, k) > va.len()
-        || sb.end(lb.start_offset(), batch, k, n) > vb.len()
-    {
-        return Ok(None);
-    }
+    let (pa, sa, pb, sb) = (opa.ptr, opa.s, opb.ptr, opb.s);
     // gemm writes every element (read_dst = false): no need to zero them first
     let len = batch * m * n;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let o = OutPtr(out.as_mut_ptr());
-    let (pa, pb) = (
-        Ptr(va[la.start_offset()..].as_ptr()),
-        Ptr(vb[lb.start_offset()..].as_ptr()),
-    );
     let threads = threads_for(batch * m * n * k);
     if m >= TILE_MIN_ROWS && (sb.col == 1 || sb.row == 1) {
         // gim's kernel, one task per panel of `b`'s columns (see `tile.rs`)
@@ -166,45 +151,27 @@ pub(crate) fn try_matmul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
     } else {
         // the `gemm` crate, single-threaded on each task's block of columns, so that there are
         // at least two tasks per thread
-        let blocks = n.div_ceil(16);
-        let parts = (2 * threads).div_ceil(batch).clamp(1, blocks);
-        each(threads, batch * parts, &|task: usize| {
-            let (i, t) = (task / parts, task % parts);
-            let c0 = (blocks * t / parts * 16).min(n);
-            let c1 = (blocks * (t + 1) / parts * 16).min(n);
-            if c0 >= c1 {
+        let blocks = FewRows::new(n, threads, batch);
+        each(threads, batch * blocks.parts, &|task: usize| {
+            let i = task / blocks.parts;
+            let Some((c0, c1)) = blocks.columns(task % blocks.parts) else {
                 return;
-            }
+            };
             let (o, pa, pb) = (o, pa, pb);
-            // SAFETY: `end` checked above that every element gemm reads lies inside the
+            // SAFETY: `operand` checked that every element gemm reads lies inside the
             // storages; `out` has `batch·m·n` elements and this task writes only its item's
             // columns c0..c1.
             unsafe {
-                gemm::gemm(
-                    m,
-                    c1 - c0,
-                    k,
-                    o.0.add(i * m * n + c0),
-                    1,
-                    n as isize,
-                    false,
-                    pa.0.add(i * sa.batch),
-                    sa.col as isize,
-                    sa.row as isize,
-                    pb.0.add(i * sb.batch + c0 * sb.col),
-                    sb.col as isize,
-                    sb.row as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                gemm_f32(
+                    (m, c1 - c0, k),
+                    (o.0.add(i * m * n + c0), n, false),
+                    (pa.0.add(i * sa.batch), sa.col, sa.row),
+                    (pb.0.add(i * sb.batch + c0 * sb.col), sb.col, sb.row),
                 )
             }
         });
     }
-    drop((ga, gb));
+    drop((opa, opb));
     // SAFETY: the tasks above wrote all `len` elements: every batch item's m rows × the column
     // ranges c0..c1, which tile 0..n.
     unsafe { out.set_len(len) };
@@ -302,6 +269,28 @@ pub(super) unsafe fn tiled(
     });
 }
 
+/// The few-row path's tasks (the `gemm` crate): one item's `n` columns in `parts` blocks of whole
+/// 16-column groups, at least two tasks per thread over all items.
+pub(super) struct FewRows {
+    n: usize,
+    groups: usize,
+    pub(super) parts: usize,
+}
+
+impl FewRows {
+    pub(super) fn new(n: usize, threads: usize, batch: usize) -> FewRows {
+        let groups = n.div_ceil(16);
+        let parts = (2 * threads).div_ceil(batch.max(1)).clamp(1, groups.max(1));
+        FewRows { n, groups, parts }
+    }
+
+    /// Block t's columns `c0..c1`; `None` where it has none.
+    pub(super) fn columns(&self, t: usize) -> Option<(usize, usize)> {
+        let at = |j: usize| (self.groups * j / self.parts * 16).min(self.n);
+        Some((at(t), at(t + 1))).filter(|(c0, c1)| c0 < c1)
+    }
+}
+
 /// The column blocks of one item's product, one task each: whole panels of [`tile::PANEL`]
 /// columns first, as many as share evenly among the threads, then the rest of the columns in
 /// one narrower block per thread (multiples of 16 columns). The tasks are claimed in order, so
@@ -351,7 +340,7 @@ pub(super) struct Strided {
 }
 
 impl Strided {
-    pub(super) fn of(t: &Tensor) -> Option<Strided> {
+    fn of(t: &Tensor) -> Option<Strided> {
         let st = t.stride();
         let d = t.dims();
         let r = d.len();
@@ -379,8 +368,79 @@ impl Strided {
     }
 
     /// One past the last element read of a `batch × rows × cols` operand starting at `offset`.
-    pub(super) fn end(&self, offset: usize, batch: usize, rows: usize, cols: usize) -> usize {
+    fn end(&self, offset: usize, batch: usize, rows: usize, cols: usize) -> usize {
         offset + (batch - 1) * self.batch + (rows - 1) * self.row + (cols - 1) * self.col + 1
+    }
+}
+
+/// An f32 CPU operand of a product, held while the product reads it: its storage's read guard, its
+/// first element and its strides, checked so that every element of a `batch × rows × cols`
+/// operand lies inside the storage.
+pub(super) struct Operand<G> {
+    _guard: G,
+    pub(super) ptr: Ptr,
+    pub(super) s: Strided,
+}
+
+/// `t` as an [`Operand`]; `None` where its batch dimensions do not fold ([`Strided::of`]), its
+/// storage is not f32 on the CPU, or such an operand would reach past it.
+pub(super) fn operand(
+    t: &Tensor,
+    batch: usize,
+    rows: usize,
+    cols: usize,
+) -> Option<Operand<impl Sized + '_>> {
+    let s = Strided::of(t)?;
+    let (guard, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(v)) = &*guard else {
+        return None;
+    };
+    let start = layout.start_offset();
+    if s.end(start, batch, rows, cols) > v.len() {
+        return None;
+    }
+    let ptr = Ptr(v[start..].as_ptr());
+    Some(Operand {
+        _guard: guard,
+        ptr,
+        s,
+    })
+}
+
+/// The `gemm` crate, single-threaded: `dst (+)= lhs · rhs` (`m × n × k`), `dst` rows `ld` apart
+/// (adding to it where `add`), `lhs` and `rhs` given as (pointer, column stride, row stride).
+///
+/// # Safety
+/// Every element those strides name must lie inside its buffer, `dst`'s writable.
+pub(super) unsafe fn gemm_f32(
+    (m, n, k): (usize, usize, usize),
+    (dst, ld, add): (*mut f32, usize, bool),
+    (lhs, lcs, lrs): (*const f32, usize, usize),
+    (rhs, rcs, rrs): (*const f32, usize, usize),
+) {
+    // SAFETY: the caller's
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            ld as isize,
+            add,
+            lhs,
+            lcs as isize,
+            lrs as isize,
+            rhs,
+            rcs as isize,
+            rrs as isize,
+            if add { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
     }
 }
 
@@ -401,20 +461,18 @@ impl Ptr {
         self.0
     }
 }
-// SAFETY: only read while the storage guards are held (`try_matmul`).
+// SAFETY: only read while the storage guards are held (`Operand`).
 unsafe impl Send for Ptr {}
 unsafe impl Sync for Ptr {}
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use candle_core::DType;
 
-    /// Largest error relative to the largest entry of the float64 product.
-    fn check(a: &Tensor, b: &Tensor) -> Result<f64> {
+    /// Largest error of `got` relative to the largest entry of the float64 product `a · b`.
+    pub(crate) fn rel_err(got: &Tensor, a: &Tensor, b: &Tensor) -> Result<f64> {
         let want = a.to_dtype(DType::F64)?.matmul(&b.to_dtype(DType::F64)?)?;
-        let got = try_matmul(a, b)?
-            .ok_or_else(|| candle_core::Error::Msg(format!("no fast path for {a:?}")))?;
         assert_eq!(got.dims(), want.dims());
         let scale = want.abs()?.max_all()?.to_scalar::<f64>()?.max(1e-30);
         let err = (got.to_dtype(DType::F64)? - want)?
@@ -422,6 +480,22 @@ mod tests {
             .max_all()?
             .to_scalar::<f64>()?;
         Ok(err / scale)
+    }
+
+    /// An f32 tensor's values as bits.
+    pub(crate) fn bits(t: &Tensor) -> Result<Vec<u32>> {
+        Ok(t.flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|v| v.to_bits())
+            .collect())
+    }
+
+    /// [`rel_err`] of [`try_matmul`]'s product.
+    fn check(a: &Tensor, b: &Tensor) -> Result<f64> {
+        let got = try_matmul(a, b)?
+            .ok_or_else(|| candle_core::Error::Msg(format!("no fast path for {a:?}")))?;
+        rel_err(&got, a, b)
     }
 
     #[test]
@@ -487,13 +561,6 @@ mod tests {
             // below TILE_MIN_ROWS rows, candle's kernel and order of sums: candle's bits; from
             // there on, gim's panels: the bits of one chain of fused multiply-adds over k per
             // element (`tile.rs`), in every row, whatever the batch or thread
-            let bits = |t: &Tensor| -> Result<Vec<u32>> {
-                Ok(t.flatten_all()?
-                    .to_vec1::<f32>()?
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect())
-            };
             for (what, a, b) in [("x·wᵀ", &x, w.t()?), ("dy·w", &dy, w.clone())] {
                 let ours =
                     try_matmul(a, &b)?.ok_or_else(|| candle_core::Error::Msg("none".into()))?;

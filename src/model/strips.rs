@@ -15,9 +15,9 @@
 //! (tested). Fewer rows (a generated token) run the `gemm` crate on each strip's part, the
 //! forward summing over the strips: close to candle's sums, not its bits.
 
-use candle_core::{CpuStorage, Device, Result, Storage, Tensor};
+use candle_core::{Device, Result, Tensor};
 
-use super::gemm::{self, OutPtr, Ptr, Strided};
+use super::gemm::{self, OutPtr, Ptr};
 use super::kernels::fast_path;
 use super::tile;
 
@@ -48,11 +48,11 @@ impl Strips {
         if out == 0 || inp == 0 {
             return Ok(None);
         }
-        let rows: Vec<Vec<f32>> = w.to_vec2()?;
+        let flat: Vec<f32> = w.flatten_all()?.to_vec1()?;
         let mut data = Vec::with_capacity(out * inp);
         for c0 in (0..inp).step_by(STRIP) {
             let c1 = (c0 + STRIP).min(inp);
-            for row in &rows {
+            for row in flat.chunks_exact(inp) {
                 data.extend_from_slice(&row[c0..c1]);
             }
         }
@@ -106,19 +106,12 @@ impl Strips {
         if ka != k || m == 0 {
             return Ok(None);
         }
-        let Some(sa) = Strided::of(a) else {
+        let Some(opa) = gemm::operand(a, 1, m, k) else {
             return Ok(None);
         };
-        let (ga, la) = a.storage_and_layout();
-        let Storage::Cpu(CpuStorage::F32(va)) = &*ga else {
-            return Ok(None);
-        };
-        if sa.end(la.start_offset(), 1, m, k) > va.len() {
-            return Ok(None);
-        }
+        let (pa, sa) = (opa.ptr, opa.s);
         let mut out: Vec<f32> = Vec::with_capacity(m * n);
         let o = OutPtr(out.as_mut_ptr());
-        let pa = Ptr(va[la.start_offset()..].as_ptr());
         let pw = Ptr(self.data.as_ptr());
         let threads = gemm::threads_for(m * n * k);
         // the pieces of W's columns j0..j1 that lie in one strip each: (column, width, strip's
@@ -179,26 +172,23 @@ impl Strips {
                 }
                 None
             };
-            // SAFETY: `a` lies inside its storage (`end` above), `out` has room for m·n values,
+            // SAFETY: `a` lies inside its storage (`Operand`), `out` has room for m·n values,
             // and `fill` writes each panel's k × w values.
             unsafe { gemm::tiled((1, m, k, n), pa, sa, o, threads, &fill) };
         } else {
             // the `gemm` crate on each task's block of output columns, strip by strip
-            let blocks = n.div_ceil(16);
-            let parts = (2 * threads).clamp(1, blocks);
-            gemm::each(threads, parts, &|t: usize| {
-                let c0 = (blocks * t / parts * 16).min(n);
-                let c1 = (blocks * (t + 1) / parts * 16).min(n);
-                if c0 >= c1 {
+            let blocks = gemm::FewRows::new(n, threads, 1);
+            gemm::each(threads, blocks.parts, &|t: usize| {
+                let Some((c0, c1)) = blocks.columns(t) else {
                     return;
-                }
+                };
                 let (o, pa, pw) = (o, pa, pw);
-                // SAFETY: `a` lies inside its storage (`end` above), the strips' pieces inside
+                // SAFETY: `a` lies inside its storage (`Operand`), the strips' pieces inside
                 // `data`, and this task writes only the output's columns c0..c1 (of m·n).
                 unsafe {
                     if grad {
                         for (j, take, first, ws) in pieces(c0, c1) {
-                            gemm_f32(
+                            gemm::gemm_f32(
                                 (m, take, k),
                                 (o.0.add(j), n, false),
                                 (pa.0, sa.col, sa.row),
@@ -208,7 +198,7 @@ impl Strips {
                     } else {
                         for s in 0..k.div_ceil(STRIP) {
                             let (off, ws) = self.strip(s);
-                            gemm_f32(
+                            gemm::gemm_f32(
                                 (m, c1 - c0, ws),
                                 (o.0.add(c0), n, s > 0),
                                 (pa.0.add(s * STRIP * sa.col), sa.col, sa.row),
@@ -219,7 +209,7 @@ impl Strips {
                 }
             });
         }
-        drop(ga);
+        drop(opa);
         // SAFETY: the tasks above wrote all m·n values: every row × the column blocks, which tile
         // 0..n (the forward's first strip writes, the others add).
         unsafe { out.set_len(m * n) };
@@ -227,66 +217,11 @@ impl Strips {
     }
 }
 
-/// The `gemm` crate, single-threaded: `dst (+)= lhs · rhs` (`m × n × k`), `dst` rows `ld` apart
-/// (adding to it where `add`), `lhs` and `rhs` given as (pointer, column stride, row stride).
-///
-/// # Safety
-/// Every element those strides name must lie inside its buffer, `dst`'s writable.
-unsafe fn gemm_f32(
-    (m, n, k): (usize, usize, usize),
-    (dst, ld, add): (*mut f32, usize, bool),
-    (lhs, lcs, lrs): (*const f32, usize, usize),
-    (rhs, rcs, rrs): (*const f32, usize, usize),
-) {
-    // SAFETY: the caller's
-    unsafe {
-        ::gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            ld as isize,
-            add,
-            lhs,
-            lcs as isize,
-            lrs as isize,
-            rhs,
-            rcs as isize,
-            rrs as isize,
-            if add { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            ::gemm::Parallelism::None,
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::gemm::tests::{bits, rel_err as rel};
     use candle_core::DType;
-
-    fn bits(t: &Tensor) -> Result<Vec<u32>> {
-        Ok(t.flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .map(|v| v.to_bits())
-            .collect())
-    }
-
-    /// Largest error relative to the largest entry of the float64 product.
-    fn rel(got: &Tensor, a: &Tensor, b: &Tensor) -> Result<f64> {
-        let want = a.to_dtype(DType::F64)?.matmul(&b.to_dtype(DType::F64)?)?;
-        let scale = want.abs()?.max_all()?.to_scalar::<f64>()?.max(1e-30);
-        let err = (got.to_dtype(DType::F64)? - want)?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f64>()?;
-        Ok(err / scale)
-    }
 
     /// Strips hold the weight (round trip), and their products are the row-major weight's: the
     /// same bits from `TILE_MIN_ROWS` rows on, within float rounding of float64 below; narrow

@@ -212,7 +212,7 @@ mod avx512 {
 
     /// How many panel rows ahead the kernel asks for the panel into the first-level cache: the
     /// panel (k × 64 floats, 147 KiB at k = 576) lies in the second-level cache or memory, and the
-    /// kernel's loads of it waited (perf: 39% of its samples on one load). 4–8% faster GIM on
+    /// kernel's loads of it waited (perf: 39% of its samples on one load). 3–8% faster GIM on
     /// SmolLM2 (in-process alternations: 12 rows 0.956, 16 rows 0.924, 0.966, 0.962, 20 rows
     /// 0.939, 24 rows 0.933, 32 rows 0.972, 4 rows 0.960, 8 rows 0.952).
     const AHEAD: usize = 16;

@@ -49,15 +49,14 @@ impl Weight {
         }
     }
 
-    /// In strips where gim's products run on it ([`Strips::of`]), else as it is.
-    fn packed(self) -> Result<Weight> {
-        Ok(match self {
-            Weight::Tensor(t) => match Strips::of(&t)? {
-                Some(s) => Weight::Strips(Arc::new(s)),
-                None => Weight::Tensor(t),
-            },
-            s => s,
-        })
+    /// Into strips where gim's products run on it ([`Strips::of`]); else left as it is.
+    fn pack(&mut self) -> Result<()> {
+        if let Weight::Tensor(t) = self {
+            if let Some(s) = Strips::of(t)? {
+                *self = Weight::Strips(Arc::new(s));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -81,8 +80,7 @@ impl Weights {
                 all.push(g);
             }
             for l in all {
-                let placeholder = Weight::Tensor(Tensor::zeros(0, DType::F32, &Device::Cpu)?);
-                l.w = std::mem::replace(&mut l.w, placeholder).packed()?;
+                l.w.pack()?;
             }
         }
         Ok(())

@@ -28,22 +28,11 @@ pub fn save_llama_weights(w: &Weights, path: &Path) -> Result<()> {
         let p = format!("model.layers.{l}");
         put(format!("{p}.input_layernorm.weight"), &b.ln1.w)?;
         put(format!("{p}.post_attention_layernorm.weight"), &b.ln2.w)?;
-        put(
-            format!("{p}.self_attn.q_proj.weight"),
-            &b.attn.q.w.tensor()?,
-        )?;
-        put(
-            format!("{p}.self_attn.k_proj.weight"),
-            &b.attn.k.w.tensor()?,
-        )?;
-        put(
-            format!("{p}.self_attn.v_proj.weight"),
-            &b.attn.v.w.tensor()?,
-        )?;
-        put(
-            format!("{p}.self_attn.o_proj.weight"),
-            &b.attn.o.w.tensor()?,
-        )?;
+        let a = &b.attn;
+        put(format!("{p}.self_attn.q_proj.weight"), &a.q.w.tensor()?)?;
+        put(format!("{p}.self_attn.k_proj.weight"), &a.k.w.tensor()?)?;
+        put(format!("{p}.self_attn.v_proj.weight"), &a.v.w.tensor()?)?;
+        put(format!("{p}.self_attn.o_proj.weight"), &a.o.w.tensor()?)?;
         if let Some(g) = &b.mlp.gate {
             put(format!("{p}.mlp.gate_proj.weight"), &g.w.tensor()?)?;
         }
