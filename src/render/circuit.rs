@@ -111,9 +111,15 @@ fn interval(i: &Interval) -> String {
 /// the faithfulness curves per edge fraction (the CLI's output and the magic's text).
 pub fn dataset_table(r: &DatasetReport) -> String {
     let mut t = format!(
-        "circuits over a data set: metric {}; {} edges; {} examples find, {} evaluate, {} skipped ({})\n\
+        "circuits over a data set: metric {}; {} edges; {} examples find, {} evaluate{} ({})\n\
          CPR = area under faithfulness (top-k by signed score, higher is better); CMD = area under |1 − faithfulness| (top-k by |score|, lower is better); 95% bootstrap intervals over {} resamples of the evaluation examples\n\n",
-        r.metric, r.n_edges, r.n_find, r.n_eval, r.n_skipped, r.split, r.bootstrap
+        r.metric,
+        r.n_edges,
+        r.n_find,
+        r.n_eval,
+        left_out(r.n_skipped),
+        r.split,
+        r.bootstrap
     );
     let first = r.methods.first().map(|m| m.method.as_str()).unwrap_or("");
     t.push_str(&format!(
@@ -154,6 +160,14 @@ pub fn dataset_table(r: &DatasetReport) -> String {
         r.seconds
     ));
     t
+}
+
+/// The data's lines that `--filter` or `--limit` left out, when there are any.
+fn left_out(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(", {n} lines left out by --filter/--limit"),
+    }
 }
 
 /// Two decimals, without a sign on a value that rounds to zero (no `-0.00`).

@@ -150,10 +150,84 @@ pub fn figure_then_text(
         let first = text.lines().next().unwrap_or("figure").to_string();
         out.display(render::bundle(first, Some(f), None, None), None);
     }
-    let html = format!("<pre style=\"font-size:12px\">{}</pre>", esc(&text));
+    let html = text_html(&text);
     MimeBundle::text(text)
         .with("text/html", html)
         .with_result(json)
+}
+
+/// A magic's text as HTML: its markdown tables (a `|` row, a `|---|` row, then `|` rows, as the
+/// CLI prints them) as HTML tables, every other line as preformatted text; so that JupyterLab
+/// shows a data-set study's table as a table, and the text/plain stays what the CLI prints.
+pub fn text_html(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut html = String::from("<div class=\"gim-text\" style=\"font-size:12px\">");
+    let mut pre: Vec<&str> = Vec::new();
+    let flush = |html: &mut String, pre: &mut Vec<&str>| {
+        let keep: Vec<&str> = pre
+            .iter()
+            .copied()
+            .skip_while(|l| l.trim().is_empty())
+            .collect();
+        let n = keep.len()
+            - keep
+                .iter()
+                .rev()
+                .take_while(|l| l.trim().is_empty())
+                .count();
+        if n > 0 {
+            html.push_str(&format!(
+                "<pre style=\"margin:4px 0;white-space:pre-wrap;word-break:normal\">{}</pre>",
+                esc(&keep[..n].join("\n"))
+            ));
+        }
+        pre.clear();
+    };
+    let mut i = 0;
+    while let Some(line) = lines.get(i) {
+        match markdown_table(&lines, i) {
+            Some((head, rows, next)) => {
+                flush(&mut html, &mut pre);
+                let head: Vec<&str> = head.iter().map(String::as_str).collect();
+                html.push_str(&table_html(&head, &rows));
+                i = next;
+            }
+            None => {
+                pre.push(line);
+                i += 1;
+            }
+        }
+    }
+    flush(&mut html, &mut pre);
+    html.push_str("</div>");
+    html
+}
+
+/// The cells of a markdown table row (`| a | b |`), or `None` for another line.
+fn md_cells(line: &str) -> Option<Vec<String>> {
+    let inner = line.trim().strip_prefix('|')?.strip_suffix('|')?;
+    Some(inner.split('|').map(|c| c.trim().to_string()).collect())
+}
+
+/// The markdown table that starts at line `at`: its header, its rows (those with the header's
+/// number of cells) and the index of the line after it.
+fn markdown_table(lines: &[&str], at: usize) -> Option<(Vec<String>, Vec<Vec<String>>, usize)> {
+    let head = md_cells(lines.get(at)?)?;
+    let rule = md_cells(lines.get(at + 1)?)?;
+    let is_rule = |c: &String| !c.is_empty() && c.chars().all(|ch| ch == '-' || ch == ':');
+    if rule.len() != head.len() || !rule.iter().all(is_rule) {
+        return None;
+    }
+    let mut rows = Vec::new();
+    let mut i = at + 2;
+    while let Some(r) = lines.get(i).and_then(|l| md_cells(l)) {
+        if r.len() != head.len() {
+            break;
+        }
+        rows.push(r);
+        i += 1;
+    }
+    Some((head, rows, i))
 }
 
 /// A continuation: the prompt in grey, the model's text after it (growing while `done` is false).
@@ -172,5 +246,33 @@ pub fn generation_bundle(g: &crate::generate::Generation, done: bool) -> MimeBun
         b.with_result(json(g))
     } else {
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_tables_become_html_tables_and_the_rest_stays_text() {
+        let text = "circuits over a data set: <metric> & more\n\n\
+                    | method | CPR ↑ |\n|---|---|\n| gim | 1.788 [1.689, 1.899] |\n| a<b | 0.321 |\n\n\
+                    faithfulness | not a row\n| x | y |\n| no rule | here |\n";
+        let h = text_html(text);
+        assert_eq!(h.matches("<table").count(), 1, "{h}");
+        assert_eq!(h.matches("<tr>").count(), 3, "header and two rows: {h}");
+        assert!(h.contains("<th style=\"text-align:left;padding:2px 10px\">CPR ↑</th>"));
+        assert!(h.contains(">1.788 [1.689, 1.899]</td>"));
+        // everything is escaped, in the cells and in the text
+        assert!(h.contains(">a&lt;b</td>") && h.contains("&lt;metric&gt; &amp; more"));
+        // lines that are not a table (no rule row under them) stay preformatted, in order
+        let pre = h.find("faithfulness | not a row\n| x | y |\n| no rule | here |</pre>");
+        assert!(
+            pre.is_some_and(|p| p > h.find("</table>").unwrap_or(usize::MAX)),
+            "{h}"
+        );
+        // blank lines around a table make no empty blocks
+        assert!(!h.contains("\"></pre>"));
+        assert_eq!(h.matches("<pre").count(), 2);
     }
 }
