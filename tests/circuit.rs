@@ -375,6 +375,18 @@ fn data_set_faithfulness_is_real_patching_normalised_after_averaging() {
     };
     let r = dataset_report(&m, &split, &opts, &mut |_| {}).unwrap();
     assert_eq!(r.n_eval, 4);
+    // the report names the 8 of 16 lines that --limit left out, and JupyterLab gets its two
+    // markdown tables (CPR/CMD, the curves) as HTML tables with a row per method
+    assert_eq!(r.n_skipped, 8);
+    let table = gim::render::dataset_table(&r);
+    assert!(
+        table.contains("4 evaluate, 8 lines left out by --filter/--limit ("),
+        "{table}"
+    );
+    let html = gim::session::views::text_html(&table);
+    assert_eq!(html.matches("<table").count(), 2, "{html}");
+    assert_eq!(html.matches("<tr>").count(), 2 * (1 + 2), "{html}");
+    assert!(!html.contains("|---|"), "{html}");
     assert_eq!(r.edges[0], 0);
     assert_eq!(r.edges[3], r.n_edges);
     assert_eq!(r.edges[2], r.n_edges / 5);

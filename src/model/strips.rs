@@ -19,7 +19,7 @@
 use candle_core::{Device, Result, Tensor};
 
 use super::gemm::{self, OutPtr, Ptr};
-use super::kernels::fast_path;
+use super::kernels::{fast_path, with_f32};
 use super::tile;
 
 /// A kernel of [`Strips::dots`].
@@ -52,15 +52,23 @@ impl Strips {
         if out == 0 || inp == 0 {
             return Ok(None);
         }
-        let flat: Vec<f32> = w.flatten_all()?.to_vec1()?;
-        let mut data = Vec::with_capacity(out * inp);
-        for c0 in (0..inp).step_by(STRIP) {
-            let c1 = (c0 + STRIP).min(inp);
-            for row in flat.chunks_exact(inp) {
-                data.extend_from_slice(&row[c0..c1]);
+        // read in place (a strided `w` made contiguous first): one copy, into the strips
+        let w = if w.is_contiguous() {
+            w.clone()
+        } else {
+            w.contiguous()?
+        };
+        let data = with_f32(&[w], |v| {
+            let mut data = Vec::with_capacity(out * inp);
+            for c0 in (0..inp).step_by(STRIP) {
+                let c1 = (c0 + STRIP).min(inp);
+                for row in v[0].chunks_exact(inp) {
+                    data.extend_from_slice(&row[c0..c1]);
+                }
             }
-        }
-        Ok(Some(Strips { data, out, inp }))
+            data
+        })?;
+        Ok(data.map(|data| Strips { data, out, inp }))
     }
 
     /// `(out, in)`.
@@ -149,14 +157,13 @@ impl Strips {
                             let src = pw.get().add(first);
                             if take == w && ws == w && wp == w {
                                 return Some(src);
-                            } else {
-                                for kk in 0..k {
-                                    std::ptr::copy_nonoverlapping(
-                                        src.add(kk * ws),
-                                        p.add(kk * wp + (j - c)),
-                                        take,
-                                    );
-                                }
+                            }
+                            for kk in 0..k {
+                                std::ptr::copy_nonoverlapping(
+                                    src.add(kk * ws),
+                                    p.add(kk * wp + (j - c)),
+                                    take,
+                                );
                             }
                         }
                     } else {

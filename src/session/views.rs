@@ -163,22 +163,13 @@ pub fn text_html(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let mut html = String::from("<div class=\"gim-text\" style=\"font-size:12px\">");
     let mut pre: Vec<&str> = Vec::new();
+    // a block of text lines, without the blank lines around it
     let flush = |html: &mut String, pre: &mut Vec<&str>| {
-        let keep: Vec<&str> = pre
-            .iter()
-            .copied()
-            .skip_while(|l| l.trim().is_empty())
-            .collect();
-        let n = keep.len()
-            - keep
-                .iter()
-                .rev()
-                .take_while(|l| l.trim().is_empty())
-                .count();
-        if n > 0 {
+        let text = |l: &&str| !l.trim().is_empty();
+        if let (Some(a), Some(b)) = (pre.iter().position(text), pre.iter().rposition(text)) {
             html.push_str(&format!(
                 "<pre style=\"margin:4px 0;white-space:pre-wrap;word-break:normal\">{}</pre>",
-                esc(&keep[..n].join("\n"))
+                esc(&pre[a..=b].join("\n"))
             ));
         }
         pre.clear();
